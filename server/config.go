@@ -1,0 +1,45 @@
+package server
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config is everything a gridd node needs. cmd/gridd fills it from flags,
+// GRIDD_* environment variables and a YAML file; tests fill it directly.
+type Config struct {
+	// ID names the node in the Raft configuration; stable across restarts.
+	ID string
+	// DataDir holds raft.db (log and stable store) and snapshots/.
+	DataDir string
+	// GRPCAddr is the listen address of the Queue and Cluster services.
+	// Port 0 picks a free port (see Server.GRPCAddr).
+	GRPCAddr string
+	// AdvertiseGRPCAddr is the address other nodes and clients use to reach
+	// this node; empty means the listener's address.
+	AdvertiseGRPCAddr string
+	// RaftAddr is the listen address of the Raft TCP transport.
+	RaftAddr string
+	// AdvertiseRaftAddr is what peers dial; empty means the listener's.
+	AdvertiseRaftAddr string
+	// MetricsAddr serves /metrics and /healthz over HTTP; empty disables.
+	MetricsAddr string
+	// Join lists gRPC addresses of existing members. A node with no state
+	// and no Join bootstraps a new cluster; a node with state rejoins with
+	// what it has.
+	Join []string
+
+	// Raft timing; zero values mean production defaults.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+
+	// Limits on client input.
+	MaxPayloadBytes int // per task payload; default 4 MiB
+	MaxBatchTasks   int // per batch; default 10,000
+
+	Logger *slog.Logger
+}
