@@ -43,3 +43,30 @@ type Config struct {
 
 	Logger *slog.Logger
 }
+
+// Defaults of a node started with no configuration: one node on loopback.
+const (
+	DefaultDataDir     = "gridd-data"
+	DefaultGRPCAddr    = "127.0.0.1:1337"
+	DefaultRaftAddr    = "127.0.0.1:7337"
+	DefaultMetricsAddr = "127.0.0.1:8080"
+)
+
+func (c Config) withDefaults() Config {
+	if c.ID == "" {
+		c.ID = "node1"
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = DefaultGRPCAddr
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = DefaultRaftAddr
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

@@ -1,0 +1,217 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gridd/gridd/fsm"
+	"github.com/gridd/gridd/rpc/griddpb"
+)
+
+// Worker is a worker registered on the WorkerUpdate stream of this leader.
+type Worker struct {
+	id, node, pod string
+	instr         chan *griddpb.Instruction
+	cancel        context.CancelFunc
+	bound         string  // session it was told to bind to
+	stream        *Stream // its open WorkerStream, if any
+}
+
+// Instructions delivers BIND and UNBIND for the worker's WorkerUpdate
+// stream.
+func (w *Worker) Instructions() <-chan *griddpb.Instruction { return w.instr }
+
+// send never blocks the dispatcher: a worker that does not read its
+// instructions misses some and is re-planned on the next tick.
+func (w *Worker) send(in *griddpb.Instruction) {
+	select {
+	case w.instr <- in:
+	default:
+	}
+}
+
+// RegisterWorker adds a worker reachable through its WorkerUpdate stream.
+// A worker that registers again (reconnected) replaces its old
+// registration, whose context is cancelled. The returned context ends when
+// the registration does (replaced, or leadership lost).
+func (d *Dispatcher) RegisterWorker(ctx context.Context, id, node, pod string) (*Worker, context.Context, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &Worker{id: id, node: node, pod: pod, instr: make(chan *griddpb.Instruction, 64), cancel: cancel}
+	d.mu.Lock()
+	if !d.active {
+		d.mu.Unlock()
+		cancel()
+		return nil, nil, ErrNotActive
+	}
+	if old := d.workers[id]; old != nil {
+		old.cancel()
+		if old.stream != nil && old.stream.worker == old {
+			w.stream = old.stream
+			w.stream.worker = w
+			w.bound = old.bound
+		}
+	}
+	d.workers[id] = w
+	d.mu.Unlock()
+	d.poke()
+	return w, ctx, nil
+}
+
+// UnregisterWorker removes w if it is still the registration of its id.
+func (d *Dispatcher) UnregisterWorker(w *Worker) {
+	w.cancel()
+	d.mu.Lock()
+	if d.workers[w.id] == w {
+		delete(d.workers, w.id)
+	}
+	d.mu.Unlock()
+	d.poke()
+}
+
+// Stream is a worker's WorkerStream for one session: the dispatcher hands it
+// batches, at most the session's max_inflight_batches_per_worker at a time.
+type Stream struct {
+	workerID string
+	session  *session
+	worker   *Worker // nil for a worker that never registered
+	epoch    uint64
+	wake     chan struct{}
+	cancel   context.CancelFunc
+	unbound  bool
+
+	nextBatch uint64
+	batches   map[uint64]int    // batch -> tasks without an outcome
+	tasks     map[string]uint64 // task -> batch
+}
+
+func (st *Stream) signal() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+// OpenStream registers a WorkerStream of workerID for the session. The
+// session must exist and be open. A worker that is registered on
+// WorkerUpdate becomes bound to the session; a worker that never registered
+// may still pull tasks. The returned context ends when the stream must
+// close (session closed, stream replaced, leadership lost).
+func (d *Dispatcher) OpenStream(ctx context.Context, workerID, sessionID string) (*Stream, context.Context, error) {
+	info, ok := d.fsm.Session(sessionID)
+	if !ok {
+		return nil, nil, fmt.Errorf("session %q: %w", sessionID, fsm.ErrSessionNotFound)
+	}
+	if info.Closed {
+		return nil, nil, fmt.Errorf("session %q: %w", sessionID, fsm.ErrSessionClosed)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.active {
+		cancel()
+		return nil, nil, ErrNotActive
+	}
+	s := d.sessionLocked(sessionID)
+	applyAttrs(s, info)
+	st := &Stream{
+		workerID: workerID, session: s, epoch: d.epoch,
+		wake: make(chan struct{}, 1), cancel: cancel,
+		batches: map[uint64]int{}, tasks: map[string]uint64{},
+	}
+	if w := d.workers[workerID]; w != nil {
+		if w.stream != nil {
+			w.stream.cancel() // one stream per worker
+		}
+		w.stream, w.bound, st.worker = st, sessionID, w
+	}
+	s.streams[st] = struct{}{}
+	st.signal()
+	return st, ctx, nil
+}
+
+// CloseStream unregisters st. Tasks it still held are ready again at once,
+// without counting as an attempt.
+func (d *Dispatcher) CloseStream(st *Stream) {
+	st.cancel()
+	d.mu.Lock()
+	s := st.session
+	delete(s.streams, st)
+	if st.worker != nil && st.worker.stream == st {
+		st.worker.stream = nil
+		if st.worker.bound == s.id {
+			st.worker.bound = ""
+		}
+	}
+	requeued := 0
+	if d.sessions[s.id] == s {
+		for id := range st.tasks {
+			if ts := s.tasks[id]; ts != nil && ts.stream == st {
+				d.readyLocked(s, ts.task)
+				requeued++
+			}
+		}
+	}
+	d.mu.Unlock()
+	if requeued > 0 {
+		d.log.Debug("worker stream closed, tasks ready again", "worker", st.workerID, "session", s.id, "tasks", requeued)
+	}
+	d.poke()
+}
+
+// Next blocks until the stream may take a batch and the session has ready
+// tasks, and returns that batch. It returns ctx's error when ctx ends, and
+// ErrStreamClosed when the stream must end.
+func (d *Dispatcher) Next(ctx context.Context, st *Stream) (*griddpb.Batch, error) {
+	for {
+		if b, err := d.take(st); b != nil || err != nil {
+			return b, err
+		}
+		select {
+		case <-st.wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (d *Dispatcher) take(st *Stream) (*griddpb.Batch, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := st.session
+	if !d.active || st.epoch != d.epoch || d.sessions[s.id] != s {
+		return nil, ErrStreamClosed
+	}
+	if st.unbound || len(st.batches) >= s.maxInflight || s.queued == 0 {
+		return nil, nil
+	}
+	// Share the ready tasks among the session's streams.
+	n := (s.queued + len(s.streams) - 1) / len(s.streams)
+	n = min(max(n, 1), d.opts.BatchSize)
+	st.nextBatch++
+	id := st.nextBatch
+	b := &griddpb.Batch{SessionId: s.id, Messages: make([]*griddpb.Message, 0, n)}
+	for len(b.Messages) < n {
+		t, ok := s.ready.Pop()
+		if !ok {
+			break
+		}
+		ts := s.tasks[t.ID]
+		if ts == nil || ts.stream != nil || ts.task.Seq != t.Seq {
+			continue // stale entry: the task got an outcome or was requeued
+		}
+		s.queued--
+		s.running++
+		ts.stream, ts.batch = st, id
+		st.tasks[t.ID] = id
+		b.Messages = append(b.Messages, &griddpb.Message{
+			Id: t.ID, Payload: t.Payload, Priority: t.Priority, Attempt: t.Attempts + 1,
+		})
+		b.UseSharedData = b.UseSharedData || t.UseSharedData
+		b.RequiredSharedDataUpdateLevel = max(b.RequiredSharedDataUpdateLevel, t.RequiredLevel)
+	}
+	if len(b.Messages) == 0 {
+		return nil, nil
+	}
+	st.batches[id] = len(b.Messages)
+	return b, nil
+}

@@ -1,0 +1,147 @@
+package rpc
+
+import (
+	"errors"
+	"io"
+
+	"github.com/gridd/gridd/fsm/fsmpb"
+	"github.com/gridd/gridd/rpc/griddpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// WorkerUpdate registers a worker, takes its periodic status reports, and
+// sends it BIND and UNBIND instructions.
+func (s *Server) WorkerUpdate(stream griddpb.Queue_WorkerUpdateServer) error {
+	ctx := stream.Context()
+	if conn, err := s.fwd.leaderConn(ctx); err != nil || conn != nil {
+		if err != nil {
+			return err
+		}
+		return s.fwd.forwardStream(stream, conn, griddpb.Queue_WorkerUpdate_FullMethodName,
+			func() proto.Message { return new(griddpb.WorkerStatus) },
+			func() proto.Message { return new(griddpb.Instruction) })
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	id := mdValue(ctx, "workerid")
+	if id == "" {
+		id = first.WorkerId
+	}
+	if err := validateID("worker", id); err != nil {
+		return status.Errorf(codes.InvalidArgument, "%v: set the workerid metadata header or WorkerStatus.worker_id", err)
+	}
+	w, wctx, err := s.disp.RegisterWorker(ctx, id, first.Node, first.Pod)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer s.disp.UnregisterWorker(w)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			// Status reports keep the stream alive; the leader tracks
+			// bindings itself, so their content is informational here.
+			if _, err := stream.Recv(); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				errc <- err
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-wctx.Done():
+			return streamEnded(ctx)
+		case err := <-errc:
+			return err
+		case in := <-w.Instructions():
+			if err := stream.Send(in); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// WorkerStream sends a bound worker batches of its session's tasks and
+// records the results it sends back.
+func (s *Server) WorkerStream(stream griddpb.Queue_WorkerStreamServer) error {
+	ctx := stream.Context()
+	if conn, err := s.fwd.leaderConn(ctx); err != nil || conn != nil {
+		if err != nil {
+			return err
+		}
+		return s.fwd.forwardStream(stream, conn, griddpb.Queue_WorkerStream_FullMethodName,
+			func() proto.Message { return new(griddpb.WorkerStreamMessage) },
+			func() proto.Message { return new(griddpb.Batch) })
+	}
+	wid := mdValue(ctx, "workerid")
+	if err := validateID("worker", wid); err != nil {
+		return status.Errorf(codes.InvalidArgument, "%v: set the workerid metadata header", err)
+	}
+	sid, err := s.streamSession(ctx)
+	if err != nil {
+		return err
+	}
+	st, sctx, err := s.disp.OpenStream(ctx, wid, sid)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer s.disp.CloseStream(st)
+	p := newPump(sctx)
+	defer p.cancel()
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil // the worker is done with this session
+				}
+				p.fail(err)
+				return
+			}
+			b := m.GetResults()
+			if err := ValidateResults(s.limits, sid, b); err != nil {
+				p.fail(toStatus(err))
+				return
+			}
+			p.async(func() { s.recordOutcomes(p, sid, b) })
+		}
+	}()
+	for {
+		b, err := s.disp.Next(p.ctx, st)
+		if err != nil {
+			if p.ctx.Err() == nil {
+				p.fail(toStatus(err))
+			}
+			return p.result(ctx)
+		}
+		if err := stream.Send(b); err != nil {
+			return err
+		}
+	}
+}
+
+// recordOutcomes proposes a worker's results and failures as one entry. A
+// task whose outcome does not commit stays pending: the next leader, or
+// this one after the worker's stream ends, dispatches it again.
+func (s *Server) recordOutcomes(p *pump, sid string, b *griddpb.Batch) {
+	outs := make([]*fsmpb.Outcome, len(b.Messages))
+	for i, m := range b.Messages {
+		outs[i] = &fsmpb.Outcome{TaskId: m.Id, Payload: m.Payload, Error: m.Error}
+	}
+	_, err := s.propose(p.ctx, &fsmpb.Command{Cmd: &fsmpb.Command_Outcomes{Outcomes: &fsmpb.Outcomes{
+		SessionId: sid, Outcomes: outs,
+	}}})
+	if err != nil {
+		if st := toStatus(err); isRetryable(st) {
+			p.fail(st)
+			return
+		}
+		s.log.Warn("results not recorded", "session", sid, "err", err)
+	}
+}

@@ -1,0 +1,250 @@
+// Package server assembles one gridd node: the Raft node and its state
+// machine, the leader's dispatcher, the gRPC services and the metrics
+// listener. cmd/gridd and the tests start nodes through it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gridd/gridd/cluster"
+	"github.com/gridd/gridd/dispatch"
+	"github.com/gridd/gridd/fsm"
+	"github.com/gridd/gridd/rpc"
+	"github.com/gridd/gridd/rpc/griddpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+)
+
+// Server is a running gridd node.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	node    *cluster.Node
+	disp    *dispatch.Dispatcher
+	rpc     *rpc.Server
+	grpc    *grpc.Server
+	health  *health.Server
+	lis     net.Listener
+	metrics *http.Server
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	done     chan struct{}
+	doneOnce sync.Once
+	err      error
+}
+
+// Start opens the data dir, bootstraps or joins the cluster, and serves.
+// It returns once the node serves; joining an existing cluster goes on in
+// the background, retried with backoff until a member answers.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger.With("component", "server", "node", cfg.ID)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s for gRPC: %w", cfg.GRPCAddr, err)
+	}
+	advertise := cfg.AdvertiseGRPCAddr
+	if advertise == "" {
+		advertise = lis.Addr().String()
+	}
+	f := fsm.New(fsm.Options{})
+	node, err := cluster.Open(cluster.Config{
+		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, AdvertiseRaftAddr: cfg.AdvertiseRaftAddr,
+		GRPCAddr: advertise, Bootstrap: len(cfg.Join) == 0,
+		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
+		LeaderLeaseTimeout: cfg.LeaderLeaseTimeout, SnapshotThreshold: cfg.SnapshotThreshold,
+		SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
+		Logger: cfg.Logger,
+	}, f)
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	disp := dispatch.New(f, dispatch.Options{Logger: cfg.Logger})
+	rs := rpc.New(node, disp, rpc.Options{NodeID: cfg.ID, Logger: cfg.Logger,
+		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks}})
+	g := grpc.NewServer(
+		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize),
+		// Dead clients and workers are noticed within seconds, so their
+		// tasks are redispatched and their streams released.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+	)
+	rs.Register(g)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(g, hs)
+	reflection.Register(g)
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, log: log, node: node, disp: disp, rpc: rs, grpc: g, health: hs,
+		lis: lis, cancel: cancel, done: make(chan struct{})}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.fail(fmt.Errorf("gRPC server: %w", err))
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.followLeadership(runCtx)
+	}()
+	if cfg.MetricsAddr != "" {
+		if err := s.startMetrics(); err != nil {
+			s.Kill()
+			return nil, err
+		}
+	}
+	if len(cfg.Join) > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.join(runCtx, advertise)
+		}()
+	}
+	log.Info("gridd node started", "grpc", advertise, "raft", node.RaftAddr(), "data_dir", cfg.DataDir,
+		"metrics", cfg.MetricsAddr, "join", cfg.Join)
+	return s, nil
+}
+
+// followLeadership activates the dispatcher while this node leads.
+func (s *Server) followLeadership(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			s.disp.Deactivate()
+			return
+		case leader := <-s.node.LeadershipChanges():
+			if leader {
+				s.disp.Activate()
+			} else {
+				s.disp.Deactivate()
+			}
+		}
+	}
+}
+
+// join asks the members in cfg.Join to add this node, until one of them
+// (or the leader it forwards to) says yes. Join is idempotent, so a node
+// that restarts with its state asks again harmlessly and refreshes its
+// recorded addresses.
+func (s *Server) join(ctx context.Context, grpcAddr string) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		for _, addr := range s.cfg.Join {
+			err := s.joinVia(ctx, addr, grpcAddr)
+			if err == nil {
+				s.log.Info("joined the cluster", "via", addr)
+				return
+			}
+			level := slog.LevelDebug
+			if attempt%10 == 0 {
+				level = slog.LevelWarn
+			}
+			s.log.Log(ctx, level, "join failed; retrying", "via", addr, "attempt", attempt, "err", err)
+		}
+		jitter := time.Duration(rand.Int64N(int64(backoff)/2 + 1))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff + jitter):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Server) joinVia(ctx context.Context, addr, grpcAddr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = griddpb.NewClusterClient(conn).Join(ctx, &griddpb.JoinRequest{
+		Id: s.cfg.ID, RaftAddr: s.node.RaftAddr(), GrpcAddr: grpcAddr,
+	})
+	return err
+}
+
+func (s *Server) fail(err error) {
+	s.doneOnce.Do(func() {
+		s.err = err
+		s.log.Error("node stopped", "err", err)
+		close(s.done)
+	})
+}
+
+// GRPCAddr returns the address the gRPC listener is bound to.
+func (s *Server) GRPCAddr() string { return s.lis.Addr().String() }
+
+// Node returns the Raft node, for tests and status.
+func (s *Server) Node() *cluster.Node { return s.node }
+
+// Done is closed when the server stops, by Close, Kill or a fatal error.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err returns the fatal error that stopped the server, if any.
+func (s *Server) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Close stops gracefully: streams get a moment to finish, then Raft shuts
+// down and the data dir is closed.
+func (s *Server) Close() error {
+	s.health.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	s.cancel() // ends the dispatcher, so its streams end too
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		s.grpc.Stop()
+	}
+	return s.shutdown(s.node.Close)
+}
+
+// Kill stops at once, as close to kill -9 as a process can do to itself:
+// connections drop, Raft stops without a leadership transfer or a final
+// snapshot. Tests restart the node from its data dir afterwards.
+func (s *Server) Kill() error {
+	s.grpc.Stop()
+	s.cancel()
+	return s.shutdown(s.node.Kill)
+}
+
+func (s *Server) shutdown(stopNode func() error) error {
+	if s.metrics != nil {
+		_ = s.metrics.Close()
+	}
+	err := stopNode()
+	s.wg.Wait()
+	s.rpc.Close()
+	s.fail(nil)
+	return err
+}
