@@ -116,8 +116,8 @@ func Plan(sessions []SessionView, workers []WorkerView) []Decision {
 }
 
 func better(a, b *SessionView, bound map[string]int32) bool {
-	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
-		return c > 0
+	if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
+		return c > 0 // higher priority first
 	}
 	if c := cmp.Compare(bound[a.ID], bound[b.ID]); c != 0 {
 		return c < 0
