@@ -1,0 +1,97 @@
+package client
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// DefaultCallTimeout bounds each attempt of a unary call.
+const DefaultCallTimeout = 10 * time.Second
+
+type options struct {
+	apiKey      string
+	tls         *tls.Config
+	logger      *slog.Logger
+	minBackoff  time.Duration
+	maxBackoff  time.Duration
+	callTimeout time.Duration
+	dialOpts    []grpc.DialOption
+}
+
+// Option configures Dial.
+type Option func(*options)
+
+// WithAPIKey sends key in the api_key header of every call and stream.
+func WithAPIKey(key string) Option { return func(o *options) { o.apiKey = key } }
+
+// WithTLS enables TLS with cfg; the default is plaintext.
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithBackoff bounds the wait between retries and reconnections
+// (default 50 ms .. 2 s, doubling, jittered).
+func WithBackoff(minWait, maxWait time.Duration) Option {
+	return func(o *options) { o.minBackoff, o.maxBackoff = minWait, maxWait }
+}
+
+// WithCallTimeout bounds each attempt of a unary call (default 10 s). An
+// attempt that times out is retried while the caller's context allows; the
+// call as a whole is bounded by the caller's context only.
+func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
+
+// WithDialOptions adds gRPC dial options (keepalive, interceptors, ...).
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
+}
+
+// SessionOption configures CreateSession and OpenSession.
+type SessionOption func(*sessionOptions)
+
+type sessionOptions struct {
+	id         string
+	app        string
+	maxBatch   int
+	maxBytes   int
+	bufferSize int
+}
+
+// WithSessionID asks CreateSession for this session id instead of a
+// server-generated one.
+func WithSessionID(id string) SessionOption { return func(o *sessionOptions) { o.id = id } }
+
+// WithApp records the application name on the created session.
+func WithApp(app string) SessionOption { return func(o *sessionOptions) { o.app = app } }
+
+// WithMaxBatch bounds the tasks and payload bytes Submit puts in one batch;
+// a larger Submit is split (defaults 1,000 tasks and 2 MiB, below the
+// server's limits of 10,000 tasks and gRPC's 4 MiB message).
+func WithMaxBatch(tasks, bytes int) SessionOption {
+	return func(o *sessionOptions) { o.maxBatch, o.maxBytes = tasks, bytes }
+}
+
+// WithResultBuffer sets the capacity of the Results and DeadLetters
+// channels (default 1,024). Results beyond it wait in memory, never on the
+// stream, so a slow reader does not hold up submit acknowledgements.
+func WithResultBuffer(n int) SessionOption { return func(o *sessionOptions) { o.bufferSize = n } }
+
+func sessionDefaults(opts []SessionOption) sessionOptions {
+	o := sessionOptions{maxBatch: 1000, maxBytes: 2 << 20, bufferSize: 1024}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.maxBatch <= 0 {
+		o.maxBatch = 1000
+	}
+	if o.maxBytes <= 0 {
+		o.maxBytes = 2 << 20
+	}
+	if o.bufferSize < 0 {
+		o.bufferSize = 0
+	}
+	return o
+}

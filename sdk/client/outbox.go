@@ -1,0 +1,143 @@
+package client
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gridd/gridd/rpc/griddpb"
+)
+
+// outbox keeps every submitted batch until its SubmitAck arrives. A batch
+// whose ack is lost with a broken stream is sent again, with the same task
+// ids, on the next stream: the server acknowledges tasks it already has as
+// duplicates, so the resend is safe whether or not the first send committed.
+type outbox struct {
+	kick chan struct{} // cap 1: unsent batches are waiting
+
+	mu      sync.Mutex
+	nextSeq uint64
+	pending map[uint64]*pendingBatch
+	unsent  []*pendingBatch
+	err     error // once set, the outbox takes no more batches
+}
+
+type pendingBatch struct {
+	seq   uint64
+	batch *griddpb.Batch
+	done  chan submitOutcome // cap 1, written once
+	sends int
+}
+
+type submitOutcome struct {
+	ack *griddpb.SubmitAck
+	err error
+}
+
+func newOutbox() *outbox {
+	return &outbox{kick: make(chan struct{}, 1), pending: make(map[uint64]*pendingBatch)}
+}
+
+// add numbers the batch, keeps it and queues it for sending.
+func (o *outbox) add(b *griddpb.Batch) (*pendingBatch, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return nil, o.err
+	}
+	o.nextSeq++
+	b.Seq = o.nextSeq
+	p := &pendingBatch{seq: b.Seq, batch: b, done: make(chan submitOutcome, 1)}
+	o.pending[p.seq] = p
+	o.unsent = append(o.unsent, p)
+	kick(o.kick)
+	return p, nil
+}
+
+// takeUnsent returns the batches to send now, oldest first.
+func (o *outbox) takeUnsent() []*pendingBatch {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := o.unsent[:0:0]
+	for _, p := range o.unsent {
+		if o.pending[p.seq] == p { // skip batches dropped meanwhile
+			p.sends++
+			out = append(out, p)
+		}
+	}
+	o.unsent = nil
+	return out
+}
+
+// resendAll queues every batch still waiting for its ack, in order, for a
+// new stream, and returns how many were already sent on an earlier one.
+func (o *outbox) resendAll() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.unsent = o.unsent[:0]
+	resent := 0
+	for _, p := range o.pending {
+		o.unsent = append(o.unsent, p)
+		if p.sends > 0 {
+			resent++
+		}
+	}
+	slices.SortFunc(o.unsent, func(a, b *pendingBatch) int { return cmp.Compare(a.seq, b.seq) })
+	if len(o.unsent) > 0 {
+		kick(o.kick)
+	}
+	return resent
+}
+
+// complete settles the batch an ack names. A second ack for the same seq
+// (the answer to a resend) finds nothing and is ignored.
+func (o *outbox) complete(a *griddpb.SubmitAck) bool {
+	o.mu.Lock()
+	p, ok := o.pending[a.GetSeq()]
+	delete(o.pending, a.GetSeq())
+	o.mu.Unlock()
+	if !ok {
+		return false
+	}
+	out := submitOutcome{ack: a}
+	if c := codes.Code(a.GetCode()); c != codes.OK {
+		// Rejected: nothing was written, and sending it again would be
+		// rejected again.
+		out.err = status.Error(c, a.GetMessage())
+	}
+	p.done <- out
+	return true
+}
+
+// drop forgets a batch whose submitter stopped waiting.
+func (o *outbox) drop(p *pendingBatch) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pending[p.seq] == p {
+		delete(o.pending, p.seq)
+	}
+}
+
+// fail settles every pending batch with err and refuses new ones.
+func (o *outbox) fail(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err == nil {
+		o.err = err
+	}
+	for seq, p := range o.pending {
+		p.done <- submitOutcome{err: err}
+		delete(o.pending, seq)
+	}
+	o.unsent = nil
+}
+
+// len is the number of batches waiting for their ack.
+func (o *outbox) len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.pending)
+}

@@ -1,0 +1,135 @@
+package conn
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gridd/gridd/rpc/griddpb"
+)
+
+type probeAnswer struct {
+	addr string
+	st   *griddpb.ClusterStatus
+	err  error
+}
+
+// Discover asks every known address for Cluster.Status (in parallel) and
+// settles on the leader: a node that says it is the leader wins; otherwise
+// the leader hint of a follower is probed. When the hinted leader cannot be
+// reached from here (its advertised address is not routable for this
+// client) but a follower can, the follower is used, since followers forward
+// to the leader. The answers' member lists extend the known addresses, so a
+// client given one seed survives that seed's death.
+//
+// It fails with codes.Unavailable when no leader is known, for example
+// during an election: callers back off and try again.
+func (p *Pool) Discover(ctx context.Context) (string, error) {
+	p.discoverMu.Lock()
+	defer p.discoverMu.Unlock()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return "", ErrClosed
+	}
+	if p.leader != "" {
+		// Found by the goroutine that held discoverMu before us.
+		l := p.leader
+		p.mu.Unlock()
+		return l, nil
+	}
+	addrs := append([]string(nil), p.known...)
+	p.mu.Unlock()
+
+	answers := p.probeAll(ctx, addrs)
+	var errs []error
+	for _, a := range answers {
+		if a.err != nil {
+			errs = append(errs, a.err)
+			continue
+		}
+		p.learnMembers(a.st)
+		if a.st.GetState() == "leader" {
+			return p.setLeader(a.addr), nil
+		}
+	}
+	if l, ok := p.followHints(ctx, addrs, answers); ok {
+		return l, nil
+	}
+	err := status.Errorf(codes.Unavailable, "gridd: no leader found among %v", addrs)
+	if len(errs) > 0 {
+		err = status.Errorf(codes.Unavailable, "gridd: no leader found among %v: %v", addrs, errors.Join(errs...))
+	}
+	p.log.Debug("leader discovery failed", "addrs", addrs, "err", err)
+	return "", err
+}
+
+// followHints probes the leaders named by followers that were not among the
+// probed addresses.
+func (p *Pool) followHints(ctx context.Context, probed []string, answers []probeAnswer) (string, bool) {
+	tried := make(map[string]bool, len(probed))
+	for _, a := range probed {
+		tried[a] = true
+	}
+	unreachable := make(map[string]bool)
+	for _, a := range answers {
+		hint := a.st.GetLeaderGrpcAddr()
+		if a.err != nil || hint == "" || tried[hint] {
+			continue
+		}
+		tried[hint] = true
+		st, err := p.Probe(ctx, hint)
+		if err != nil {
+			unreachable[hint] = true
+			continue
+		}
+		if st.GetState() == "leader" {
+			p.mu.Lock()
+			p.learnLocked(hint)
+			p.mu.Unlock()
+			return p.setLeader(hint), true
+		}
+	}
+	for _, a := range answers {
+		if a.err == nil && unreachable[a.st.GetLeaderGrpcAddr()] {
+			p.log.Info("leader not reachable directly; going through a follower",
+				"leader", a.st.GetLeaderGrpcAddr(), "via", a.addr)
+			return p.setLeader(a.addr), true
+		}
+	}
+	return "", false
+}
+
+func (p *Pool) probeAll(ctx context.Context, addrs []string) []probeAnswer {
+	answers := make([]probeAnswer, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Go(func() {
+			st, err := p.Probe(ctx, addr)
+			answers[i] = probeAnswer{addr: addr, st: st, err: err}
+		})
+	}
+	wg.Wait()
+	return answers
+}
+
+func (p *Pool) learnMembers(st *griddpb.ClusterStatus) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range st.GetMembers() {
+		p.learnLocked(m.GetGrpcAddr())
+	}
+}
+
+func (p *Pool) setLeader(addr string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.leader != addr {
+		p.log.Debug("leader found", "addr", addr)
+	}
+	p.leader = addr
+	return addr
+}

@@ -1,0 +1,257 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/gridd/gridd/rpc/griddpb"
+	"github.com/gridd/gridd/sdk/internal/conn"
+)
+
+// Results are coalesced: one message carries every result that finished
+// within coalesceDelay of the first, or the rest of a received batch.
+const (
+	coalesceDelay   = time.Millisecond
+	maxResultCount  = 1000
+	maxResultBytes  = 1 << 20
+	unknownErrorMsg = "task failed (handler returned an error with an empty message)"
+)
+
+// binding is the worker's attachment to one session: one WorkerStream that
+// brings task batches and takes results back.
+type binding struct {
+	w       *worker
+	session string
+	ctx     context.Context // the stream's and the handlers' context
+	cancel  context.CancelFunc
+	results chan outcome
+	stopCh  chan struct{} // closed by halt: take no more batches
+	dropCh  chan struct{} // closed by halt(true): start no more received tasks
+
+	// inflight counts received tasks whose result is not yet queued; it is
+	// only increased under mu while !stopping, so Wait never races an Add.
+	inflight sync.WaitGroup
+
+	mu       sync.Mutex
+	stopping bool
+	dropping bool
+	aborted  bool
+	again    *grpc.ClientConn // bound again while stopping: restart on it
+}
+
+type outcome struct {
+	msg       *griddpb.Message
+	batchDone bool // the last task of its received batch
+}
+
+func newBinding(w *worker, session string) *binding {
+	b := &binding{w: w, session: session, results: make(chan outcome, w.opts.Concurrency),
+		stopCh: make(chan struct{}), dropCh: make(chan struct{})}
+	b.ctx, b.cancel = context.WithCancel(w.base)
+	return b
+}
+
+// halt stops taking batches; with drop it also stops starting tasks
+// already received (the server redispatches them when the stream closes).
+// Running tasks finish and their results are sent, then the stream closes.
+func (b *binding) halt(drop bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.stopping {
+		b.stopping = true
+		close(b.stopCh)
+	}
+	if drop && !b.dropping {
+		b.dropping = true
+		close(b.dropCh)
+	}
+}
+
+// abort ends the binding now; results of running tasks are dropped.
+func (b *binding) abort() {
+	b.mu.Lock()
+	b.aborted = true
+	b.mu.Unlock()
+	b.halt(true)
+	b.cancel()
+}
+
+// rebind records a BIND for a binding that is winding down. A BIND for a
+// binding still running is a repeat and changes nothing.
+func (b *binding) rebind(cc *grpc.ClientConn) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping && !b.aborted {
+		b.again = cc
+	}
+}
+
+func (b *binding) rebindConn() *grpc.ClientConn {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.aborted {
+		return nil
+	}
+	return b.again
+}
+
+func (b *binding) run(cc *grpc.ClientConn) {
+	defer b.w.unregister(b)
+	defer b.cancel()
+	log := b.w.log.With("session", b.session)
+	ctx := b.w.outgoing(b.ctx, conn.MDSessionID, b.session)
+	st, err := griddpb.NewQueueClient(cc).WorkerStream(ctx)
+	if err != nil {
+		log.Info("cannot open worker stream", "err", err)
+		b.halt(true)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := b.sendResults(st); err != nil {
+			log.Info("sending results failed", "err", err)
+			b.cancel()
+		}
+	})
+	// Closes results once the binding stops and its tasks are done. Not
+	// waited for: a handler that ignores its cancelled context must not
+	// hold up reconnection or shutdown.
+	go func() {
+		<-b.stopCh
+		b.inflight.Wait()
+		close(b.results)
+	}()
+	err = b.receive(st)
+	log.Debug("worker stream ended", "err", err)
+	// The stream is over, cleanly or not: no result can be sent any more,
+	// so tasks still running are cancelled (the server runs them again).
+	b.halt(true)
+	b.cancel()
+	wg.Wait()
+}
+
+func (b *binding) receive(st griddpb.Queue_WorkerStreamClient) error {
+	for {
+		batch, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		b.take(batch)
+	}
+}
+
+// take starts the tasks of a received batch as slots free up.
+func (b *binding) take(batch *griddpb.Batch) {
+	msgs := batch.GetMessages()
+	b.mu.Lock()
+	if b.stopping {
+		b.mu.Unlock()
+		return
+	}
+	b.inflight.Add(len(msgs))
+	b.mu.Unlock()
+	session := batch.GetSessionId()
+	if session == "" {
+		session = b.session
+	}
+	var remaining atomic.Int64
+	remaining.Store(int64(len(msgs)))
+	for i, m := range msgs {
+		select {
+		case b.w.sem <- struct{}{}:
+		case <-b.dropCh:
+			b.inflight.Add(-(len(msgs) - i))
+			return
+		case <-b.ctx.Done():
+			b.inflight.Add(-(len(msgs) - i))
+			return
+		}
+		t := Task{SessionID: session, ID: m.GetId(), Payload: m.GetPayload(), Attempt: m.GetAttempt()}
+		go b.execute(t, &remaining)
+	}
+}
+
+func (b *binding) execute(t Task, remaining *atomic.Int64) {
+	defer b.inflight.Done()
+	out, err := b.w.call(b.ctx, t)
+	<-b.w.sem
+	msg := &griddpb.Message{Id: t.ID, Attempt: t.Attempt}
+	if err != nil {
+		msg.Error = err.Error()
+		if msg.Error == "" {
+			msg.Error = unknownErrorMsg
+		}
+	} else {
+		msg.Payload = out
+	}
+	select {
+	case b.results <- outcome{msg: msg, batchDone: remaining.Add(-1) == 0}:
+	case <-b.ctx.Done():
+	}
+}
+
+// call runs the handler, turning a panic into a failed attempt.
+func (w *worker) call(ctx context.Context, t Task) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error("task handler panicked", "session", t.SessionID, "task", t.ID,
+				"panic", r, "stack", string(debug.Stack()))
+			out, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return w.h(ctx, t)
+}
+
+// sendResults coalesces results into WorkerStreamMessages. When results is
+// closed (the binding stopped and its tasks are done) it flushes and
+// half-closes the stream, so the server ends it.
+func (b *binding) sendResults(st griddpb.Queue_WorkerStreamClient) error {
+	var buf []*griddpb.Message
+	size := 0
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		m := &griddpb.WorkerStreamMessage{Results: &griddpb.Batch{SessionId: b.session, Messages: buf}}
+		buf, size = nil, 0
+		return st.Send(m)
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	armed := false
+	for {
+		select {
+		case r, ok := <-b.results:
+			if !ok {
+				if err := flush(); err != nil {
+					return err
+				}
+				return st.CloseSend()
+			}
+			buf = append(buf, r.msg)
+			size += len(r.msg.Payload) + len(r.msg.Error)
+			if r.batchDone || len(buf) >= maxResultCount || size >= maxResultBytes {
+				if err := flush(); err != nil {
+					return err
+				}
+			} else if !armed {
+				timer.Reset(coalesceDelay)
+				armed = true
+			}
+		case <-timer.C:
+			armed = false
+			if err := flush(); err != nil {
+				return err
+			}
+		case <-b.ctx.Done():
+			return nil
+		}
+	}
+}

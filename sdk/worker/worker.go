@@ -1,0 +1,348 @@
+// Package worker is the Go SDK for programs that execute gridd tasks.
+//
+// Run registers the worker with the cluster's leader, waits to be bound to a
+// session, runs that session's tasks with the Handler (Concurrency at a
+// time) and streams the results back. It survives leader failovers: when a
+// stream breaks it finds the new leader and registers again. Execution is
+// at-least-once: a task whose result was lost with a dying leader or worker
+// runs again, so handlers should be safe to repeat.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/gridd/gridd/rpc/griddpb"
+	"github.com/gridd/gridd/sdk/internal/conn"
+)
+
+// Task is one task to execute. Attempt is 1 on the first try; a task can be
+// run again after a failure or a lost result.
+type Task struct {
+	SessionID string
+	ID        string
+	Payload   []byte
+	Attempt   int32
+}
+
+// Handler executes a task and returns its result payload. A non-nil error
+// fails this attempt: the server retries the task or dead-letters it after
+// its last attempt. A panic is recovered and reported as a failure. ctx is
+// cancelled when the task's result can no longer be delivered (the stream
+// broke) or when the drain deadline passes.
+type Handler func(ctx context.Context, t Task) ([]byte, error)
+
+type worker struct {
+	opts Options
+	h    Handler
+	pool *conn.Pool
+	log  *slog.Logger
+	sem  chan struct{} // task slots, shared by every binding
+
+	// base is the parent of every binding's context; cancelled when the
+	// drain deadline passes.
+	base       context.Context
+	cancelBase context.CancelFunc
+
+	statusKick chan struct{}
+	bindWG     sync.WaitGroup
+
+	mu       sync.Mutex
+	bindings map[string]*binding
+	last     string // session of the latest binding, for status reports
+	draining bool
+}
+
+// Run executes tasks until ctx ends, reconnecting as often as needed. When
+// ctx ends it stops taking tasks, lets running ones finish (at most
+// DrainTimeout), sends their results and returns nil. It returns an error
+// only for invalid options or when the cluster refuses the worker for good
+// (Unauthenticated, PermissionDenied, InvalidArgument, Unimplemented).
+func Run(ctx context.Context, opts Options, h Handler) error {
+	if h == nil {
+		return status.Error(codes.InvalidArgument, "gridd worker: nil handler")
+	}
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
+	pool, err := conn.New(conn.Config{Addrs: opts.Addrs, TLS: opts.TLS, APIKey: opts.APIKey,
+		Logger: opts.Logger, DialOptions: opts.DialOptions})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = pool.Close() }()
+	w := &worker{
+		opts:       opts,
+		h:          h,
+		pool:       pool,
+		log:        opts.Logger.With("component", "sdk.worker", "worker", opts.WorkerID),
+		sem:        make(chan struct{}, opts.Concurrency),
+		statusKick: make(chan struct{}, 1),
+		bindings:   make(map[string]*binding),
+	}
+	w.base, w.cancelBase = context.WithCancel(context.Background())
+	defer w.cancelBase()
+	return w.loop(ctx)
+}
+
+func (w *worker) loop(ctx context.Context) error {
+	bo := conn.NewBackoff(w.opts.MinBackoff, w.opts.MaxBackoff)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		cc, addr, err := w.pool.Leader(ctx)
+		if err == nil {
+			start := time.Now()
+			err = w.register(ctx, cc)
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.pool.Forget(addr)
+			if time.Since(start) >= bo.Max {
+				bo.Reset()
+			}
+		}
+		if refused(err) {
+			return fmt.Errorf("gridd worker: refused by the cluster: %w", err)
+		}
+		d := bo.Next()
+		w.log.Info("worker stream broke; reconnecting", "in", d, "err", err)
+		if conn.Wait(ctx, d) != nil {
+			return nil
+		}
+	}
+}
+
+// refused reports errors that reconnecting cannot fix.
+func refused(err error) bool {
+	switch status.Code(err) {
+	case codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument, codes.Unimplemented:
+		return true
+	}
+	return false
+}
+
+func (w *worker) outgoing(ctx context.Context, kv ...string) context.Context {
+	kv = append(kv, conn.MDWorkerID, w.opts.WorkerID)
+	if w.opts.Node != "" {
+		kv = append(kv, conn.MDNode, w.opts.Node)
+	}
+	if w.opts.Pod != "" {
+		kv = append(kv, conn.MDPod, w.opts.Pod)
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...)
+}
+
+// register holds one WorkerUpdate stream: it reports status and follows
+// instructions until the stream breaks, or until ctx ends and the drain is
+// over. Bindings made on this stream end with it: the leader that made them
+// is gone or has forgotten this worker.
+func (w *worker) register(ctx context.Context, cc *grpc.ClientConn) error {
+	uctx, cancel := context.WithCancel(w.base)
+	defer cancel()
+	st, err := griddpb.NewQueueClient(cc).WorkerUpdate(w.outgoing(uctx))
+	if err != nil {
+		return err
+	}
+	w.log.Info("worker registered", "concurrency", w.opts.Concurrency)
+	var sendErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		sendErr = w.heartbeat(uctx, st)
+		if sendErr != nil && !errors.Is(sendErr, io.EOF) {
+			cancel()
+		}
+	})
+	recvErr := make(chan error, 1)
+	wg.Go(func() { recvErr <- w.instructions(uctx, cc, st) })
+
+	select {
+	case err = <-recvErr:
+		w.abortAll()
+	case <-ctx.Done():
+		w.drain()
+	}
+	cancel()
+	wg.Wait()
+	if status.Code(err) == codes.Canceled && sendErr != nil && !errors.Is(sendErr, io.EOF) {
+		err = sendErr
+	}
+	return err
+}
+
+func (w *worker) heartbeat(ctx context.Context, st griddpb.Queue_WorkerUpdateClient) error {
+	t := time.NewTicker(w.opts.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		if err := st.Send(w.status()); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-w.statusKick:
+		}
+	}
+}
+
+func (w *worker) status() *griddpb.WorkerStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := &griddpb.WorkerStatus{WorkerId: w.opts.WorkerID, Node: w.opts.Node, Pod: w.opts.Pod,
+		State: griddpb.WorkerState_WORKER_STATE_IDLE, Concurrency: int32(w.opts.Concurrency)}
+	switch {
+	case w.draining:
+		s.State = griddpb.WorkerState_WORKER_STATE_DRAINING
+	case len(w.bindings) > 0:
+		s.State = griddpb.WorkerState_WORKER_STATE_BOUND
+		s.SessionId = w.last
+		if _, ok := w.bindings[w.last]; !ok {
+			for id := range w.bindings {
+				s.SessionId = id
+				break
+			}
+		}
+	}
+	return s
+}
+
+func (w *worker) kickStatus() {
+	select {
+	case w.statusKick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) instructions(ctx context.Context, cc *grpc.ClientConn, st griddpb.Queue_WorkerUpdateClient) error {
+	for {
+		in, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		switch in.GetType() {
+		case griddpb.InstructionType_INSTRUCTION_TYPE_BIND:
+			w.bind(cc, in.GetSessionId())
+		case griddpb.InstructionType_INSTRUCTION_TYPE_UNBIND:
+			w.unbind(in.GetSessionId())
+		default:
+			w.log.Warn("unknown instruction ignored", "type", in.GetType())
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+func (w *worker) bind(cc *grpc.ClientConn, session string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.draining || session == "" {
+		return
+	}
+	if b, ok := w.bindings[session]; ok {
+		// Bound again while the old binding winds down: start anew after it.
+		b.rebind(cc)
+		return
+	}
+	w.startLocked(cc, session)
+}
+
+func (w *worker) startLocked(cc *grpc.ClientConn, session string) {
+	b := newBinding(w, session)
+	w.bindings[session] = b
+	w.last = session
+	w.bindWG.Go(func() { b.run(cc) })
+	w.log.Info("bound", "session", session)
+	w.kickStatus()
+}
+
+func (w *worker) unbind(session string) {
+	w.mu.Lock()
+	b, ok := w.bindings[session]
+	w.mu.Unlock()
+	if ok {
+		w.log.Info("unbinding", "session", session)
+		b.halt(false)
+	}
+}
+
+// unregister removes a finished binding, and starts its successor when the
+// session was bound again meanwhile.
+func (w *worker) unregister(b *binding) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.bindings[b.session] == b {
+		delete(w.bindings, b.session)
+	}
+	if cc := b.rebindConn(); cc != nil && !w.draining && b.ctx.Err() == nil {
+		w.startLocked(cc, b.session)
+		return
+	}
+	w.kickStatus()
+}
+
+func (w *worker) snapshot() []*binding {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	bs := make([]*binding, 0, len(w.bindings))
+	for _, b := range w.bindings {
+		bs = append(bs, b)
+	}
+	return bs
+}
+
+// abortAll ends every binding at once, dropping results still running.
+func (w *worker) abortAll() {
+	for _, b := range w.snapshot() {
+		b.abort()
+	}
+	w.bindWG.Wait()
+}
+
+// drain stops taking tasks, waits for running ones up to DrainTimeout,
+// then cancels what is left.
+func (w *worker) drain() {
+	w.mu.Lock()
+	w.draining = true
+	w.mu.Unlock()
+	w.kickStatus()
+	w.log.Info("draining", "timeout", w.opts.DrainTimeout)
+	for _, b := range w.snapshot() {
+		b.halt(true)
+	}
+	if !waitTimeout(&w.bindWG, w.opts.DrainTimeout) {
+		w.log.Warn("drain deadline passed; cancelling running tasks")
+		w.cancelBase()
+		w.bindWG.Wait()
+	}
+}
+
+// waitTimeout waits for wg up to d and reports whether it finished.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
