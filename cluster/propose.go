@@ -1,0 +1,151 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gridd/gridd/fsm"
+	"github.com/gridd/gridd/fsm/fsmpb"
+	"github.com/hashicorp/raft"
+)
+
+// Propose replicates cmd and returns the FSM's response once it is
+// committed and applied here. Errors: ErrNotLeader (not submitted),
+// ErrUnknownOutcome (submitted, fate unknown: retry with the same
+// idempotency key), ErrClosed, or context.DeadlineExceeded wrapped when the
+// command could not even be submitted in time. A context without a deadline
+// is bounded by Config.ApplyTimeout.
+func (n *Node) Propose(ctx context.Context, cmd *fsmpb.Command) (fsm.Response, error) {
+	data, err := fsm.EncodeCommand(cmd)
+	if err != nil {
+		return fsm.Response{}, fmt.Errorf("cluster: encode command: %w", err)
+	}
+	return n.ProposeBytes(ctx, data)
+}
+
+// ProposeBytes is Propose for a command already encoded with
+// fsm.EncodeCommand, for callers that forward entries verbatim. Bytes that
+// do not decode would stop every node, so they must come from EncodeCommand.
+func (n *Node) ProposeBytes(ctx context.Context, data []byte) (fsm.Response, error) {
+	if err := n.checkLeader(); err != nil {
+		return fsm.Response{}, err
+	}
+	ctx, cancel := n.raftCtx(ctx)
+	defer cancel()
+	timeout, err := submitTimeout(ctx)
+	if err != nil {
+		return fsm.Response{}, fmt.Errorf("cluster: propose not submitted: %w", err)
+	}
+	// Concurrent calls reach raft's leader loop together and share one disk
+	// write; no lock may be held across Apply or that batching is lost.
+	fut := n.raft.Apply(data, timeout)
+	if err := n.await(ctx, fut); err != nil {
+		return fsm.Response{}, writeErr("propose", err)
+	}
+	resp, ok := fut.Response().(fsm.Response)
+	if !ok {
+		return fsm.Response{}, fmt.Errorf("cluster: propose: unexpected fsm response %T", fut.Response())
+	}
+	return resp, nil
+}
+
+// Barrier waits until the FSM has applied every entry committed before the
+// call. Leader only.
+func (n *Node) Barrier(ctx context.Context) error {
+	if err := n.checkLeader(); err != nil {
+		return err
+	}
+	ctx, cancel := n.raftCtx(ctx)
+	defer cancel()
+	timeout, err := submitTimeout(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: barrier: %w", err)
+	}
+	return leaderErr("barrier", n.await(ctx, n.raft.Barrier(timeout)))
+}
+
+// VerifyLeader confirms with a quorum that this node is still the leader,
+// for linearizable reads.
+func (n *Node) VerifyLeader(ctx context.Context) error {
+	if err := n.checkLeader(); err != nil {
+		return err
+	}
+	ctx, cancel := n.raftCtx(ctx)
+	defer cancel()
+	return leaderErr("verify leader", n.await(ctx, n.raft.VerifyLeader()))
+}
+
+// Snapshot takes a snapshot now and compacts the log. Having nothing new to
+// snapshot is not an error.
+func (n *Node) Snapshot() error {
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	err := n.raft.Snapshot().Error()
+	switch {
+	case err == nil, errors.Is(err, raft.ErrNothingNewToSnapshot):
+		return nil
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrClosed
+	default:
+		return fmt.Errorf("cluster: snapshot: %w", err)
+	}
+}
+
+func (n *Node) checkLeader() error {
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	return nil
+}
+
+// submitTimeout is how long raft may take to accept a request: what is
+// left of ctx, which raftCtx gave a deadline. raft reads zero as forever.
+func submitTimeout(ctx context.Context) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	deadline, _ := ctx.Deadline()
+	if d := time.Until(deadline); d > 0 {
+		return d, nil
+	}
+	return 0, context.DeadlineExceeded
+}
+
+// leaderErr maps the errors of leader-only operations whose loss of
+// leadership leaves nothing uncertain (they write no state).
+func leaderErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return ErrNotLeader
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrClosed
+	default:
+		return fmt.Errorf("cluster: %s: %w", op, err)
+	}
+}
+
+// await waits for fut respecting ctx. raft futures have no channel, so a
+// goroutine waits on Error; it ends when raft responds, which it does for
+// every future at the latest when leadership ends or raft shuts down.
+func (n *Node) await(ctx context.Context, fut raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- fut.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stop:
+		// Shutdown responds to everything; prefer raft's own answer.
+		return <-done
+	}
+}
