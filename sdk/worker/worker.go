@@ -61,6 +61,9 @@ type worker struct {
 	bindings map[string]*binding
 	last     string // session of the latest binding, for status reports
 	draining bool
+	// aborting stops bindings from starting while abortAll waits for the
+	// ones of a broken WorkerUpdate stream to end.
+	aborting bool
 }
 
 // Run executes tasks until ctx ends, reconnecting as often as needed. When
@@ -249,7 +252,7 @@ func (w *worker) instructions(ctx context.Context, cc *grpc.ClientConn, st gridd
 func (w *worker) bind(cc *grpc.ClientConn, session string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.draining || session == "" {
+	if w.draining || w.aborting || session == "" {
 		return
 	}
 	if b, ok := w.bindings[session]; ok {
@@ -287,7 +290,7 @@ func (w *worker) unregister(b *binding) {
 	if w.bindings[b.session] == b {
 		delete(w.bindings, b.session)
 	}
-	if cc := b.rebindConn(); cc != nil && !w.draining && b.ctx.Err() == nil {
+	if cc := b.rebindConn(); cc != nil && !w.draining && !w.aborting {
 		w.startLocked(cc, b.session)
 		return
 	}
@@ -306,10 +309,16 @@ func (w *worker) snapshot() []*binding {
 
 // abortAll ends every binding at once, dropping results still running.
 func (w *worker) abortAll() {
+	w.mu.Lock()
+	w.aborting = true
+	w.mu.Unlock()
 	for _, b := range w.snapshot() {
 		b.abort()
 	}
 	w.bindWG.Wait()
+	w.mu.Lock()
+	w.aborting = false
+	w.mu.Unlock()
 }
 
 // drain stops taking tasks, waits for running ones up to DrainTimeout,
