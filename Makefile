@@ -12,8 +12,10 @@ export PATH := $(GOBIN):$(PATH)
 
 all: build
 
+# Static binaries of the commands and of the examples `make run` starts
+# (bin/gridd, bin/gridctl, bin/montecarlo, bin/demo).
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/... ./examples/...
 
 run: build
 	./scripts/demo.sh

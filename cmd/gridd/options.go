@@ -1,0 +1,136 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gridd/gridd/server"
+	"github.com/spf13/pflag"
+)
+
+// Defaults of a single-node gridd started with no flags. They listen on
+// loopback only: exposing a node is a decision the operator makes with a
+// flag, never an accident of the defaults.
+const (
+	defaultDataDir         = "./gridd-data"
+	defaultGRPCAddr        = server.DefaultGRPCAddr
+	defaultRaftAddr        = server.DefaultRaftAddr
+	defaultMetricsAddr     = server.DefaultMetricsAddr
+	defaultMaxPayloadBytes = 4 << 20
+	defaultMaxBatchTasks   = 10_000
+	defaultLogLevel        = "info"
+	defaultLogFormat       = "text"
+	envPrefix              = "GRIDD_"
+	configFlag             = "config"
+)
+
+// options are gridd's settings as the user gave them, before they become a
+// server.Config. Every field is one flag, one GRIDD_ variable and one YAML
+// key, all with the same name.
+type options struct {
+	ID                string
+	DataDir           string
+	GRPCAddr          string
+	AdvertiseGRPCAddr string
+	RaftAddr          string
+	AdvertiseRaftAddr string
+	MetricsAddr       string
+	Join              []string
+	ConfigFile        string
+	LogLevel          string
+	LogFormat         string
+
+	MaxPayloadBytes byteSize
+	MaxBatchTasks   int
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+}
+
+// registerFlags defines every setting on fs. defaultID is the hostname:
+// stable across restarts, which a Raft server id must be.
+func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
+	fs.StringVar(&o.ID, "id", defaultID, "node id in the Raft configuration; must stay the same across restarts")
+	fs.StringVar(&o.DataDir, "data-dir", defaultDataDir, "directory of the Raft log (raft.db) and snapshots")
+	fs.StringVar(&o.GRPCAddr, "grpc-addr", defaultGRPCAddr, "listen address of the Queue and Cluster gRPC API")
+	fs.StringVar(&o.AdvertiseGRPCAddr, "advertise-grpc-addr", "", "gRPC address other nodes and clients dial (default: the listen address)")
+	fs.StringVar(&o.RaftAddr, "raft-addr", defaultRaftAddr, "listen address of the Raft transport")
+	fs.StringVar(&o.AdvertiseRaftAddr, "advertise-raft-addr", "", "Raft address peers dial (default: the listen address)")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", defaultMetricsAddr, `HTTP address of /metrics and /healthz; "" disables`)
+	fs.StringSliceVar(&o.Join, "join", nil, "gRPC addresses of existing members to join (comma-separated or repeated); none: bootstrap a new cluster")
+	fs.StringVar(&o.ConfigFile, configFlag, "", "YAML file whose keys are these flag names (data-dir: d1)")
+	fs.StringVar(&o.LogLevel, "log-level", defaultLogLevel, "debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", defaultLogFormat, "text or json")
+
+	o.MaxPayloadBytes = defaultMaxPayloadBytes
+	fs.Var(&o.MaxPayloadBytes, "max-payload-bytes", "largest task payload accepted, in bytes (suffixes KiB, MiB, GiB allowed)")
+	fs.IntVar(&o.MaxBatchTasks, "max-batch-tasks", defaultMaxBatchTasks, "most tasks accepted in one batch")
+
+	// Zero leaves the choice to the server, which uses Raft's production
+	// values unless it knows better; the help says what those are.
+	fs.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", 0, "Raft heartbeat timeout (default: the server's, Raft's is 1s)")
+	fs.DurationVar(&o.ElectionTimeout, "election-timeout", 0, "Raft election timeout (default: the server's, Raft's is 1s)")
+	fs.DurationVar(&o.LeaderLeaseTimeout, "leader-lease-timeout", 0, "Raft leader lease timeout, at most the heartbeat timeout (default: the server's, Raft's is 500ms)")
+	fs.Uint64Var(&o.SnapshotThreshold, "snapshot-threshold", 0, "log entries between snapshots (default: the server's, Raft's is 8192)")
+	fs.DurationVar(&o.SnapshotInterval, "snapshot-interval", 0, "how often to check whether a snapshot is due (default: the server's, Raft's is 2m)")
+	fs.Uint64Var(&o.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot for slow followers (default: the server's, Raft's is 10240)")
+}
+
+// envName is the environment variable that sets the flag name.
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// byteSize is a positive-or-not byte count that also reads 4MiB or 512KiB,
+// because payload limits are naturally written that way.
+type byteSize int64
+
+var byteSuffixes = []struct {
+	suffix string
+	mult   int64
+}{
+	{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+	{"GB", 1_000_000_000}, {"MB", 1_000_000}, {"KB", 1000}, {"B", 1},
+}
+
+// errByteSize explains the accepted syntax once, for every source.
+var errByteSize = errors.New("want a whole number of bytes, optionally with KiB, MiB or GiB (like 4MiB)")
+
+func (b *byteSize) Set(s string) error {
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, bs := range byteSuffixes {
+		if rest, ok := strings.CutSuffix(num, bs.suffix); ok {
+			num, mult = strings.TrimSpace(rest), bs.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return errByteSize
+	}
+	if n > 0 && n > (1<<62)/mult || n < 0 && n < -(1<<62)/mult {
+		return fmt.Errorf("%q is too large: %w", s, errByteSize)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// String prefers the binary suffixes, so --help shows 4MiB.
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, bs := range byteSuffixes[:3] {
+		if n != 0 && n%bs.mult == 0 {
+			return strconv.FormatInt(n/bs.mult, 10) + bs.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Type() string { return "bytes" }

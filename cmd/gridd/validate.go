@@ -1,0 +1,238 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/gridd/gridd/server"
+)
+
+// Raft refuses timeouts below 5ms (raft.ValidateConfig); checking here says
+// which setting to change before anything is opened.
+const minRaftTimeout = 5 * time.Millisecond
+
+// maxPayloadBytes: a task payload travels in one protobuf message, and
+// protobuf cannot encode a message of 2 GiB or more.
+const maxPayloadBytes = 2<<30 - 1
+
+// validate checks every setting, so that gridd fails before it opens its
+// data dir rather than half way through start-up. Errors name the setting
+// and where its value came from.
+func validate(o *options, origins map[string]origin) error {
+	bad := func(name, format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", origins[name].describe(name), errInvalid, fmt.Sprintf(format, args...))
+	}
+	if err := validateID(o.ID); err != nil {
+		return bad("id", "%s", err)
+	}
+	if strings.TrimSpace(o.DataDir) == "" {
+		return bad("data-dir", "must name a directory")
+	}
+	if err := validateAddrs(o, bad); err != nil {
+		return err
+	}
+	if _, ok := logLevels[strings.ToLower(o.LogLevel)]; !ok {
+		return bad("log-level", "%q is not one of debug, info, warn, error", o.LogLevel)
+	}
+	if f := strings.ToLower(o.LogFormat); f != "text" && f != "json" {
+		return bad("log-format", "%q is not one of text, json", o.LogFormat)
+	}
+	if o.MaxPayloadBytes <= 0 || o.MaxPayloadBytes > maxPayloadBytes {
+		return bad("max-payload-bytes", "%d is not between 1 and %d (protobuf's limit)", o.MaxPayloadBytes, maxPayloadBytes)
+	}
+	if o.MaxBatchTasks <= 0 {
+		return bad("max-batch-tasks", "%d is not positive", o.MaxBatchTasks)
+	}
+	return validateRaft(o, bad)
+}
+
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo,
+	"warn": slog.LevelWarn, "error": slog.LevelError,
+}
+
+func validateID(id string) error {
+	if id == "" {
+		return errors.New("is empty: set --id (the hostname was not usable)")
+	}
+	if len(id) > 256 {
+		return fmt.Errorf("is %d bytes long, more than 256", len(id))
+	}
+	for _, r := range id {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return fmt.Errorf("%q has a space or unprintable character", id)
+		}
+	}
+	return nil
+}
+
+func validateAddrs(o *options, bad func(string, string, ...any) error) error {
+	listen := []struct {
+		name, addr, advertiseName, advertise string
+	}{
+		{"grpc-addr", o.GRPCAddr, "advertise-grpc-addr", o.AdvertiseGRPCAddr},
+		{"raft-addr", o.RaftAddr, "advertise-raft-addr", o.AdvertiseRaftAddr},
+	}
+	for _, l := range listen {
+		host, err := parseHostPort(l.addr, false)
+		if err != nil {
+			return bad(l.name, "%s", err)
+		}
+		if l.advertise != "" {
+			if _, err := parseHostPort(l.advertise, true); err != nil {
+				return bad(l.advertiseName, "%s", err)
+			}
+		} else if unspecified(host) {
+			// Peers store and dial this address: 0.0.0.0 would send them
+			// to themselves.
+			return bad(l.name, "%q listens on every interface, so others cannot tell which address to dial: set %s too", l.addr, l.advertiseName)
+		}
+	}
+	if o.MetricsAddr != "" {
+		if _, err := parseHostPort(o.MetricsAddr, false); err != nil {
+			return bad("metrics-addr", "%s", err)
+		}
+	}
+	for _, j := range o.Join {
+		if _, err := parseHostPort(j, true); err != nil {
+			return bad("join", "%s", err)
+		}
+	}
+	return nil
+}
+
+// parseHostPort checks a host:port address. A dial address (dial=true)
+// needs a host that can be dialled and a non-zero port; a listen address
+// may leave the host empty and use port 0 for "any free port".
+func parseHostPort(addr string, dial bool) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a host:port address such as 127.0.0.1:1337", addr)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return "", fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	if !validHost(host) {
+		return "", fmt.Errorf("%q: %q is neither an IP address nor a host name", addr, host)
+	}
+	if dial && (p == 0 || unspecified(host)) {
+		return "", fmt.Errorf("%q cannot be dialled: give a reachable host and a port other than 0", addr)
+	}
+	return host, nil
+}
+
+func unspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsUnspecified()
+}
+
+// validHost accepts IP addresses and DNS names; it keeps out what would
+// only fail later inside a dialer, with a less helpful message.
+func validHost(host string) bool {
+	if host == "" {
+		return true
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if len(host) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validateRaft(o *options, bad func(string, string, ...any) error) error {
+	timeouts := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"heartbeat-timeout", o.HeartbeatTimeout},
+		{"election-timeout", o.ElectionTimeout},
+		{"leader-lease-timeout", o.LeaderLeaseTimeout},
+		{"snapshot-interval", o.SnapshotInterval},
+	}
+	for _, t := range timeouts {
+		if t.d < 0 || t.d > 0 && t.d < minRaftTimeout {
+			return bad(t.name, "%s is below Raft's minimum of %s (0 means the default)", t.d, minRaftTimeout)
+		}
+	}
+	// The relations Raft enforces hold between the values it will use, so
+	// a setting left at 0 is checked as its default.
+	hb := orDefault(o.HeartbeatTimeout, raftDefaultHeartbeat)
+	if lease := orDefault(o.LeaderLeaseTimeout, raftDefaultLease); lease > hb {
+		return bad(relName(o.LeaderLeaseTimeout, "leader-lease-timeout", "heartbeat-timeout"),
+			"leader-lease-timeout %s is longer than heartbeat-timeout %s, which Raft refuses", lease, hb)
+	}
+	if el := orDefault(o.ElectionTimeout, raftDefaultElection); el < hb {
+		return bad(relName(o.ElectionTimeout, "election-timeout", "heartbeat-timeout"),
+			"election-timeout %s is shorter than heartbeat-timeout %s, which Raft refuses", el, hb)
+	}
+	return nil
+}
+
+// The defaults the cluster package gives Raft for zero timings
+// (cluster/config.go); used only to check relations early.
+const (
+	raftDefaultHeartbeat = time.Second
+	raftDefaultElection  = time.Second
+	raftDefaultLease     = 500 * time.Millisecond
+)
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// relName picks the setting to blame: the one given, or else the other.
+func relName(d time.Duration, name, other string) string {
+	if d != 0 {
+		return name
+	}
+	return other
+}
+
+// serverConfig turns checked options into what server.Start takes.
+func serverConfig(o *options, logger *slog.Logger) server.Config {
+	return server.Config{
+		ID:                 o.ID,
+		DataDir:            o.DataDir,
+		GRPCAddr:           o.GRPCAddr,
+		AdvertiseGRPCAddr:  o.AdvertiseGRPCAddr,
+		RaftAddr:           o.RaftAddr,
+		AdvertiseRaftAddr:  o.AdvertiseRaftAddr,
+		MetricsAddr:        o.MetricsAddr,
+		Join:               append([]string(nil), o.Join...),
+		HeartbeatTimeout:   o.HeartbeatTimeout,
+		ElectionTimeout:    o.ElectionTimeout,
+		LeaderLeaseTimeout: o.LeaderLeaseTimeout,
+		SnapshotThreshold:  o.SnapshotThreshold,
+		SnapshotInterval:   o.SnapshotInterval,
+		TrailingLogs:       o.TrailingLogs,
+		MaxPayloadBytes:    int(o.MaxPayloadBytes),
+		MaxBatchTasks:      o.MaxBatchTasks,
+		Logger:             logger,
+	}
+}
