@@ -48,6 +48,14 @@ func toStatus(err error) error {
 // errInvalid marks input rejected by the rpc layer's own validation.
 var errInvalid = errors.New("invalid argument")
 
+// invalidError is an input error whose text is only the explanation: the
+// gRPC code already says "invalid argument", and nested validation errors
+// read as one sentence.
+type invalidError struct{ msg string }
+
+func (e invalidError) Error() string        { return e.msg }
+func (e invalidError) Is(target error) bool { return target == errInvalid }
+
 func invalidf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errInvalid, fmt.Sprintf(format, args...))
+	return invalidError{msg: fmt.Sprintf(format, args...)}
 }
