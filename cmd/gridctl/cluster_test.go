@@ -57,6 +57,7 @@ func leaderOf(t *testing.T, addr string) string {
 // TestAgainstCluster runs gridctl's commands against a real 3-node cluster
 // in this process and checks their table and JSON output.
 func TestAgainstCluster(t *testing.T) {
+	noLeaks(t) // registered first, so it checks after the cluster is gone
 	c := testcluster.Start(t, 3, testcluster.Options{})
 	addrs := c.Addrs()
 	all := strings.Join(addrs, ",")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,23 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
+// noLeaks fails the test unless the goroutines started during it end.
+func noLeaks(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Fatalf("%d goroutines left running, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
 func TestUnreachable(t *testing.T) {
+	noLeaks(t)
 	a, b := closedAddr(t), closedAddr(t)
 	code, out, errOut := run(t, nil, "--addr", a+","+b, "cluster", "status")
 	if code != 1 || out != "" {

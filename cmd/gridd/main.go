@@ -16,11 +16,13 @@ import (
 )
 
 func main() {
+	// Signals stay caught until gridd exits: a repeated signal (some
+	// supervisors send one to the process and one to its group) must not
+	// cut the graceful stop short. The stop is bounded; kill -9 remains.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal, a second one gets Go's default behaviour and
-	// kills the process, for when a graceful stop hangs.
-	context.AfterFunc(ctx, stop)
-	os.Exit(execute(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+	code := execute(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // execute runs gridd with args and returns the exit code. A failure is one

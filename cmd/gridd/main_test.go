@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -105,13 +106,14 @@ func TestCorruptDataDirRefusesToStart(t *testing.T) {
 // environment and file settings, checks that it leads and serves the
 // Cluster API, then cancels it as SIGINT would.
 func TestRunsAndStopsGracefully(t *testing.T) {
+	before := runtime.NumGoroutine()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "gridd.yaml")
 	yamlText := "id: n1\ndata-dir: " + filepath.Join(dir, "data") + "\nraft-addr: 127.0.0.1:0\nmetrics-addr: 127.0.0.1:0\n"
 	if err := os.WriteFile(conf, []byte(yamlText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"GRIDD_CONFIG": conf, "GRIDD_LOG_FORMAT": "json", "GRIDD_HEARTBEAT_TIMEOUT": "200ms",
+	env := map[string]string{"GRIDD_CONFIG": conf, "GRIDD_LOG_FORMAT": "json", "GRIDD_LOG_LEVEL": "debug", "GRIDD_HEARTBEAT_TIMEOUT": "200ms",
 		"GRIDD_ELECTION_TIMEOUT": "200ms", "GRIDD_LEADER_LEASE_TIMEOUT": "100ms"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -149,6 +151,8 @@ func TestRunsAndStopsGracefully(t *testing.T) {
 	if !strings.Contains(errOut.String(), `"msg":"stopped"`) {
 		t.Fatalf("no stopped log line:\n%s", errOut.String())
 	}
+	cc.Close()
+	waitFor(t, "the node's goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // startedAddr finds the gRPC address in gridd's JSON "node started" line.

@@ -18,11 +18,13 @@ func runNode(ctx context.Context, cfg server.Config, logger *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("node %s did not start: %w", cfg.ID, err)
 	}
-	log.Info("node started", "id", cfg.ID, "grpc_addr", srv.GRPCAddr(),
+	// The server announces itself at Info; this line adds the bound gRPC
+	// address, which differs from the setting when its port is 0.
+	log.Debug("node started", "id", cfg.ID, "grpc_addr", srv.GRPCAddr(),
 		"raft_addr", cfg.RaftAddr, "data_dir", cfg.DataDir, "join", cfg.Join)
 	select {
 	case <-ctx.Done():
-		log.Info("stopping: finishing what is in progress")
+		log.Info("signal received: stopping gracefully")
 		if err := srv.Close(); err != nil {
 			return fmt.Errorf("node %s did not stop cleanly: %w", cfg.ID, err)
 		}
