@@ -49,6 +49,8 @@ type pump struct {
 	out    chan proto.Message
 	sem    chan struct{}
 
+	wg     sync.WaitGroup // proposals under way
+
 	mu     sync.Mutex
 	err    error
 	failed bool
@@ -97,8 +99,9 @@ func (p *pump) async(f func()) {
 	case <-p.ctx.Done():
 		return
 	}
+	p.wg.Add(1)
 	go func() {
-		defer func() { <-p.sem }()
+		defer func() { <-p.sem; p.wg.Done() }()
 		f()
 	}()
 }

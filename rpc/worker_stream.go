@@ -99,7 +99,10 @@ func (s *Server) WorkerStream(stream griddpb.Queue_WorkerStreamServer) error {
 			m, err := stream.Recv()
 			if err != nil {
 				if errors.Is(err, io.EOF) {
-					err = nil // the worker is done with this session
+					// The worker is done with this session (unbound or
+					// draining): record its last results before ending.
+					p.wg.Wait()
+					err = nil
 				}
 				p.fail(err)
 				return

@@ -187,7 +187,11 @@ func (s *Server) joinVia(ctx context.Context, addr, grpcAddr string) error {
 func (s *Server) fail(err error) {
 	s.doneOnce.Do(func() {
 		s.err = err
-		s.log.Error("node stopped", "err", err)
+		if err != nil {
+			s.log.Error("node stopped", "err", err)
+		} else {
+			s.log.Info("node stopped")
+		}
 		close(s.done)
 	})
 }
