@@ -55,12 +55,7 @@ func clusterMembersCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// JSON: a ClusterStatus holding only the members, so the
-			// document is {"members": [...]}, the shape a script expects.
-			only := &griddpb.ClusterStatus{Members: st.GetMembers()}
-			return emit(cmd.OutOrStdout(), g, only, func(w io.Writer) error {
-				return membersTable(w, st.GetMembers())
-			})
+			return emitMembers(cmd.OutOrStdout(), g, st.GetMembers())
 		},
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"runtime"
@@ -261,5 +262,24 @@ func TestJSONIsOneProtojsonDocument(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), `"running"`) {
 		t.Fatalf("zero fields must be printed:\n%s", b.String())
+	}
+}
+
+func TestMembersJSON(t *testing.T) {
+	var b bytes.Buffer
+	if err := emitMembers(&b, &globals{output: "json"}, sampleStatus().GetMembers()); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string][]map[string]any
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil || len(doc) != 1 || len(doc["members"]) != 2 {
+		t.Fatalf("want one document {\"members\": [2 members]}: %v\n%s", err, b.String())
+	}
+	if doc["members"][1]["leader"] != false || doc["members"][0]["raftAddr"] != "127.0.0.1:27337" {
+		t.Fatalf("members lack fields, zeros included: %v", doc["members"])
+	}
+	b.Reset()
+	_ = emitMembers(&b, &globals{output: "json"}, nil)
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil || len(doc["members"]) != 0 {
+		t.Fatalf("no members: %v\n%s", err, b.String())
 	}
 }

@@ -19,7 +19,7 @@ import (
 // not have to know that proto3 leaves zeros out.
 func emit(w io.Writer, g *globals, m proto.Message, table func(w io.Writer) error) error {
 	if g.output == "json" {
-		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}.Marshal(m)
+		b, err := jsonOpts.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("encode %T as JSON: %w", m, err)
 		}
@@ -27,6 +27,33 @@ func emit(w io.Writer, g *globals, m proto.Message, table func(w io.Writer) erro
 		return err
 	}
 	return table(w)
+}
+
+var jsonOpts = protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}
+
+// emitMembers writes {"members": [...]}, each member in protojson: the
+// shape of ClusterStatus's members field, without the status fields that
+// would read as empty values.
+func emitMembers(w io.Writer, g *globals, members []*griddpb.Member) error {
+	if g.output != "json" {
+		return membersTable(w, members)
+	}
+	var b strings.Builder
+	b.WriteString("{\n  \"members\": [")
+	for i, m := range members {
+		j, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode member %s as JSON: %w", m.GetId(), err)
+		}
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n    ")
+		b.Write(j)
+	}
+	b.WriteString("\n  ]\n}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // tabular writes aligned columns; rows[0] is the header.
