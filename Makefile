@@ -60,7 +60,9 @@ lint: $(STATICCHECK)
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./fsm -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $(FUZZTIME)
+	$(GO) test ./fsm -run '^$$' -fuzz FuzzRestore -fuzztime $(FUZZTIME)
 	$(GO) test ./rpc -run '^$$' -fuzz FuzzValidateBatch -fuzztime $(FUZZTIME)
+	$(GO) test ./cmd/gridd -run '^$$' -fuzz FuzzConfig -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./queue ./fsm

@@ -174,10 +174,14 @@ func TestFollowerForwards(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	st, err := griddpb.NewClusterClient(conn).Status(ctx, &griddpb.ClusterStatusRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The follower learns the leader's address once it applied the member
+	// table entry; it may lag the leader by a heartbeat.
+	var st *griddpb.ClusterStatus
+	c.WaitFor("the follower to know the leader's address", 10*time.Second, func() bool {
+		var err error
+		st, err = griddpb.NewClusterClient(conn).Status(ctx, &griddpb.ClusterStatusRequest{})
+		return err == nil && st.LeaderGrpcAddr != ""
+	})
 	if st.LeaderGrpcAddr != c.Nodes[leader].Cfg.GRPCAddr || st.NodeId != c.Nodes[follower].Cfg.ID {
 		t.Fatalf("status from follower: leader %q, node %q", st.LeaderGrpcAddr, st.NodeId)
 	}

@@ -43,7 +43,6 @@ type collector struct {
 	mu       sync.Mutex
 	got      map[string]int
 	bad      []string
-	firstAt  map[int]time.Time
 	received atomic.Int64
 }
 
