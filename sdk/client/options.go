@@ -75,12 +75,16 @@ func WithMaxBatch(tasks, bytes int) SessionOption {
 }
 
 // WithResultBuffer sets the capacity of the Results and DeadLetters
-// channels (default 1,024). Results beyond it wait in memory, never on the
-// stream, so a slow reader does not hold up submit acknowledgements.
+// channels (default 0). A result is acknowledged once it is in the channel,
+// so with a buffer, Detach acknowledges up to n results the application has
+// not read yet (they stay readable from the closed channel); with none,
+// every result not read is left with the server for the next attachment.
+// Either way, results the application is slow to read wait in memory, not
+// on the stream, so they never hold up submit acknowledgements.
 func WithResultBuffer(n int) SessionOption { return func(o *sessionOptions) { o.bufferSize = n } }
 
 func sessionDefaults(opts []SessionOption) sessionOptions {
-	o := sessionOptions{maxBatch: 1000, maxBytes: 2 << 20, bufferSize: 1024}
+	o := sessionOptions{maxBatch: 1000, maxBytes: 2 << 20}
 	for _, f := range opts {
 		f(&o)
 	}

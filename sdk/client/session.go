@@ -228,10 +228,11 @@ func (s *Session) Close(ctx context.Context) error {
 
 // Detach stops the streams and leaves the session open on the server, for
 // another process (or a later OpenSession) to attach to. Acknowledgements of
-// the results already delivered are flushed first; results not yet read
-// from the channel are not acknowledged, so the server keeps them. Submits
-// still waiting fail with ErrDetached. Results and DeadLetters are closed.
-// It returns ErrDetached if the session was already stopped.
+// the results already delivered are flushed first; results not yet
+// delivered are not acknowledged, so the server keeps them (see
+// WithResultBuffer for what "delivered" means). Submits still waiting fail
+// with ErrDetached. Results and DeadLetters are closed. It returns
+// ErrDetached if the session was already stopped.
 func (s *Session) Detach() error {
 	err := ErrDetached
 	s.stopOnce.Do(func() {

@@ -23,6 +23,12 @@ const (
 	unknownErrorMsg = "task failed (handler returned an error with an empty message)"
 )
 
+// resultGrace is how long a stopping binding keeps its stream open after
+// its last results. The protocol does not confirm results, and a server may
+// drop what it has not yet proposed when the stream ends; closing too early
+// only costs a re-run, but a re-run of every drained task is worth 300 ms.
+const resultGrace = 300 * time.Millisecond
+
 // binding is the worker's attachment to one session: one WorkerStream that
 // brings task batches and takes results back.
 type binding struct {
@@ -214,12 +220,14 @@ func (w *worker) call(ctx context.Context, t Task) (out []byte, err error) {
 func (b *binding) sendResults(st griddpb.Queue_WorkerStreamClient) error {
 	var buf []*griddpb.Message
 	size := 0
+	var lastSend time.Time
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
 		m := &griddpb.WorkerStreamMessage{Results: &griddpb.Batch{SessionId: b.session, Messages: buf}}
 		buf, size = nil, 0
+		lastSend = time.Now()
 		return st.Send(m)
 	}
 	timer := time.NewTimer(time.Hour)
@@ -232,6 +240,9 @@ func (b *binding) sendResults(st griddpb.Queue_WorkerStreamClient) error {
 			if !ok {
 				if err := flush(); err != nil {
 					return err
+				}
+				if !lastSend.IsZero() {
+					b.linger(time.Until(lastSend.Add(resultGrace)))
 				}
 				return st.CloseSend()
 			}
@@ -253,5 +264,18 @@ func (b *binding) sendResults(st griddpb.Queue_WorkerStreamClient) error {
 		case <-b.ctx.Done():
 			return nil
 		}
+	}
+}
+
+// linger waits d, or less if the binding is cancelled.
+func (b *binding) linger(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-b.ctx.Done():
 	}
 }

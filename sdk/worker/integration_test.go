@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -23,7 +24,7 @@ import (
 
 func dial(t *testing.T, ctx context.Context, addrs []string) *client.Client {
 	t.Helper()
-	c, err := client.Dial(ctx, addrs)
+	c, err := client.Dial(ctx, addrs, client.WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -45,6 +46,9 @@ func tasks(prefix string, n int) []client.Task {
 func start(t *testing.T, opts worker.Options, h worker.Handler) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
 	done := make(chan error, 1)
 	go func() { done <- worker.Run(ctx, opts, h) }()
 	var once atomic.Bool
@@ -73,7 +77,7 @@ func checkNoLeaks(t *testing.T) {
 		buf = buf[:runtime.Stack(buf, true)]
 		var left []string
 		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "gridd/gridd/sdk/") && !strings.Contains(g, "_test.go") {
+			if strings.Contains(g, "gridd/gridd/sdk/worker.") && !strings.Contains(g, "_test.go") {
 				left = append(left, g)
 			}
 		}
@@ -237,4 +241,24 @@ func TestDrainDeadlineCancelsTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNoLeaks(t)
+}
+
+// testLogger sends SDK logs to t.Log, so they show only for failing tests,
+// and drops lines logged after the test ended.
+func testLogger(t *testing.T) *slog.Logger {
+	var done atomic.Bool
+	t.Cleanup(func() { done.Store(true) })
+	return slog.New(slog.NewTextHandler(logWriter{t, &done}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type logWriter struct {
+	t    *testing.T
+	done *atomic.Bool
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
 }
