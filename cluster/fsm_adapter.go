@@ -70,7 +70,7 @@ func (a *fsmAdapter) Restore(rc io.ReadCloser) error {
 	if err := a.f.Restore(rc); err != nil {
 		return fmt.Errorf("restore fsm: %w", err)
 	}
-	setLastApplied(a.f, binary.BigEndian.Uint64(hdr[len(snapMagic):]))
+	a.f.SetLastApplied(binary.BigEndian.Uint64(hdr[len(snapMagic):]))
 	a.restored.Add(1)
 	return nil
 }

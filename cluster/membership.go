@@ -18,9 +18,11 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, grpcAddr string) error {
 	if id == "" || raftAddr == "" {
 		return errors.New("cluster: join: id and raft address are required")
 	}
-	if err := n.checkLeader(); err != nil {
+	leave, err := n.enter()
+	if err != nil {
 		return err
 	}
+	defer leave()
 	ctx, cancel := n.raftCtx(ctx)
 	defer cancel()
 	conf, index, err := n.configuration(ctx)
@@ -67,9 +69,11 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, grpcAddr string) error {
 // Remove takes the node id out of the Raft configuration and the member
 // table. Leader only; removing an unknown id is not an error.
 func (n *Node) Remove(ctx context.Context, id string) error {
-	if err := n.checkLeader(); err != nil {
+	leave, err := n.enter()
+	if err != nil {
 		return err
 	}
+	defer leave()
 	ctx, cancel := n.raftCtx(ctx)
 	defer cancel()
 	conf, index, err := n.configuration(ctx)
@@ -118,9 +122,11 @@ func (n *Node) memberKnown(id string) bool {
 // up-to-date voter if id is empty, and returns the id of the leader that
 // follows. Leader only.
 func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error) {
-	if err := n.checkLeader(); err != nil {
+	leave, err := n.enter()
+	if err != nil {
 		return "", err
 	}
+	defer leave()
 	if id == n.cfg.ID {
 		return id, nil
 	}

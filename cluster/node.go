@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gridd/gridd/fsm"
 	"github.com/hashicorp/raft"
@@ -52,6 +53,7 @@ type Node struct {
 	epoch     uint64
 	published bool
 
+	calls     gate          // leader-only calls in flight
 	restores  atomic.Uint64 // snapshots restored into the FSM since Open
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -179,11 +181,17 @@ func (n *Node) LeaderGRPCAddr() string {
 	return ""
 }
 
-// Close stops the node gracefully: raft shuts down (no leadership transfer
-// yet), then the transport and the store close. It is idempotent.
+// Close stops the node gracefully: it refuses new calls, lets those in
+// flight finish (at most ApplyTimeout), shuts raft down (no leadership
+// transfer yet), then closes the transport and the store. Idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
+		select {
+		case <-n.calls.close():
+		case <-time.After(n.cfg.ApplyTimeout):
+			n.log.Warn("closing with calls still in flight")
+		}
 		close(n.stop)
 		var errs []error
 		if err := n.raft.Shutdown().Error(); err != nil {
@@ -205,6 +213,7 @@ func (n *Node) Close() error {
 func (n *Node) Kill() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
+		n.calls.close()
 		close(n.stop)
 		_ = n.trans.Close()
 		_ = n.raft.Shutdown().Error()
@@ -237,4 +246,46 @@ func (n *Node) raftCtx(ctx context.Context) (context.Context, context.CancelFunc
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+}
+
+// gate counts calls in flight and, once closed, admits no more.
+type gate struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{} // closed when n drops to 0 after close
+}
+
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.n == 0 && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
+	}
+}
+
+// close refuses new calls and returns a channel closed once none is left.
+func (g *gate) close() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	ch := make(chan struct{})
+	if g.n == 0 {
+		close(ch)
+	} else {
+		g.idle = ch
+	}
+	return ch
 }

@@ -29,9 +29,11 @@ func (n *Node) Propose(ctx context.Context, cmd *fsmpb.Command) (fsm.Response, e
 // fsm.EncodeCommand, for callers that forward entries verbatim. Bytes that
 // do not decode would stop every node, so they must come from EncodeCommand.
 func (n *Node) ProposeBytes(ctx context.Context, data []byte) (fsm.Response, error) {
-	if err := n.checkLeader(); err != nil {
+	leave, err := n.enter()
+	if err != nil {
 		return fsm.Response{}, err
 	}
+	defer leave()
 	ctx, cancel := n.raftCtx(ctx)
 	defer cancel()
 	timeout, err := submitTimeout(ctx)
@@ -54,9 +56,11 @@ func (n *Node) ProposeBytes(ctx context.Context, data []byte) (fsm.Response, err
 // Barrier waits until the FSM has applied every entry committed before the
 // call. Leader only.
 func (n *Node) Barrier(ctx context.Context) error {
-	if err := n.checkLeader(); err != nil {
+	leave, err := n.enter()
+	if err != nil {
 		return err
 	}
+	defer leave()
 	ctx, cancel := n.raftCtx(ctx)
 	defer cancel()
 	timeout, err := submitTimeout(ctx)
@@ -69,9 +73,11 @@ func (n *Node) Barrier(ctx context.Context) error {
 // VerifyLeader confirms with a quorum that this node is still the leader,
 // for linearizable reads.
 func (n *Node) VerifyLeader(ctx context.Context) error {
-	if err := n.checkLeader(); err != nil {
+	leave, err := n.enter()
+	if err != nil {
 		return err
 	}
+	defer leave()
 	ctx, cancel := n.raftCtx(ctx)
 	defer cancel()
 	return leaderErr("verify leader", n.await(ctx, n.raft.VerifyLeader()))
@@ -94,14 +100,17 @@ func (n *Node) Snapshot() error {
 	}
 }
 
-func (n *Node) checkLeader() error {
-	if n.closed.Load() {
-		return ErrClosed
+// enter admits a leader-only call. The caller defers leave, so that Close
+// can let calls in flight finish before raft stops.
+func (n *Node) enter() (leave func(), err error) {
+	if !n.calls.enter() {
+		return nil, ErrClosed
 	}
 	if n.raft.State() != raft.Leader {
-		return ErrNotLeader
+		n.calls.leave()
+		return nil, ErrNotLeader
 	}
-	return nil
+	return n.calls.leave, nil
 }
 
 // submitTimeout is how long raft may take to accept a request: what is
@@ -145,7 +154,10 @@ func (n *Node) await(ctx context.Context, fut raft.Future) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-n.stop:
-		// Shutdown responds to everything; prefer raft's own answer.
-		return <-done
+		// raft never answers a command it committed but had not yet
+		// handed to the FSM when it shut down, so do not wait for it.
+		// The goroutine above then stays blocked: a bounded leak, and
+		// only Kill can cause it, since Close drains calls first.
+		return raft.ErrRaftShutdown
 	}
 }

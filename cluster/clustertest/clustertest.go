@@ -24,9 +24,9 @@ const Timeout = 30 * time.Second
 
 // Test timings: fast elections, yet steady under -race on 2 cores.
 const (
-	HeartbeatTimeout   = 100 * time.Millisecond
-	ElectionTimeout    = 100 * time.Millisecond
-	LeaderLeaseTimeout = 50 * time.Millisecond
+	HeartbeatTimeout   = 150 * time.Millisecond
+	ElectionTimeout    = 150 * time.Millisecond
+	LeaderLeaseTimeout = 100 * time.Millisecond
 	ApplyTimeout       = 5 * time.Second
 )
 
