@@ -44,12 +44,14 @@ type crcReader struct {
 	r     *bufio.Reader
 	crc   uint32
 	ioErr error
+	one   [1]byte
 }
 
 func (c *crcReader) ReadByte() (byte, error) {
 	b, err := c.r.ReadByte()
 	if err == nil {
-		c.crc = crc32.Update(c.crc, castagnoli, []byte{b})
+		c.one[0] = b
+		c.crc = crc32.Update(c.crc, castagnoli, c.one[:])
 	}
 	c.note(err)
 	return b, err
