@@ -217,7 +217,6 @@ func randomRun(t *testing.T, name string, rng *rand.Rand, steps int) {
 			}
 		}
 	}
-	want := h.f.Hash()
 	if testing.Verbose() {
 		closed := 0
 		for _, s := range m.sessions {
@@ -227,7 +226,14 @@ func randomRun(t *testing.T, name string, rng *rand.Rand, steps int) {
 		}
 		t.Logf("%s: %+v, %d repeated keys, %d sessions (%d closed)", name, m.stats, m.repeats, len(m.sessions), closed)
 	}
+	checkReplays(t, name, rng, h, resps, mid, midSnap)
+}
 
+// checkReplays checks that a snapshot, the log replayed in batches, and the
+// mid-way snapshot mid plus the log all give h's final state.
+func checkReplays(t *testing.T, name string, rng *rand.Rand, h *harness, resps []Response, mid int, midSnap []byte) {
+	opts := h.f.opts
+	want := h.f.Hash()
 	// (a) snapshot -> restore.
 	restored := New(opts)
 	if err := restored.Restore(bytes.NewReader(snapshotBytes(t, h.f))); err != nil {
