@@ -20,6 +20,8 @@ type proc struct {
 	bin  string
 	args []string
 	logf string
+	// nice lowers the process's CPU priority; set before start.
+	nice int
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -52,6 +54,11 @@ func (p *proc) start() error {
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("%s: start %s: %w", p.name, p.bin, err)
+	}
+	if p.nice != 0 {
+		// PRIO_PGRP reaches every thread of the group; threads created
+		// later inherit the value.
+		_ = syscall.Setpriority(syscall.PRIO_PGRP, cmd.Process.Pid, p.nice)
 	}
 	done := make(chan struct{})
 	p.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -26,12 +27,18 @@ type sessionStream interface {
 	fail(err error)
 }
 
+// lagWindow is how long after a stream broke a NotFound for the session is
+// taken for a new leader that has not applied its whole log yet, rather
+// than for a session that is gone.
+const lagWindow = 10 * time.Second
+
 // keepStream keeps k open on the leader until the session is detached,
 // reopening it (after rediscovering the leader, with backoff) whenever it
 // breaks, and giving up only on errors a new stream would meet again.
 func (s *Session) keepStream(k sessionStream) {
 	bo := conn.NewBackoff(s.c.opts.minBackoff, s.c.opts.maxBackoff)
 	opened := false
+	var broke time.Time // when a stream last broke
 	for {
 		if s.stopping() {
 			return
@@ -50,19 +57,36 @@ func (s *Session) keepStream(k sessionStream) {
 			}
 			s.c.pool.Forget(addr)
 		}
-		if errors.Is(err, conn.ErrClosed) || conn.Permanent(err) {
+		lagging := status.Code(err) == codes.NotFound && !broke.IsZero() && time.Since(broke) < lagWindow
+		if errors.Is(err, conn.ErrClosed) || conn.Permanent(err) && !lagging {
 			s.log.Warn("session stream ended for good", "stream", k.name(), "err", err)
 			k.fail(err)
 			return
 		}
-		d := bo.Next()
-		s.log.Info("session stream broke; reconnecting", "stream", k.name(), "in", d, "err", err)
+		if lagging {
+			// The session existed on the old leader and a session is
+			// never deleted without being closed first: the new leader
+			// answered before catching up with its log.
+			s.log.Warn("session not found right after a failover; retrying", "stream", k.name(), "err", err)
+		} else if !conn.Permanent(err) {
+			broke = time.Now()
+		}
+		d := bo.After(err)
+		s.log.Log(s.ctx, retryLevel(err), "session stream broke; reconnecting", "stream", k.name(), "in", d, "err", err)
 		select {
 		case <-time.After(d):
 		case <-s.draining:
 		case <-s.ctx.Done():
 		}
 	}
+}
+
+// retryLevel keeps the polling during an election out of the Info log.
+func retryLevel(err error) slog.Level {
+	if errors.Is(err, conn.ErrNoLeader) {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 func (s *Session) stopping() bool {

@@ -120,8 +120,12 @@ func (w *worker) loop(ctx context.Context) error {
 		if refused(err) {
 			return fmt.Errorf("gridd worker: refused by the cluster: %w", err)
 		}
-		d := bo.Next()
-		w.log.Info("worker stream broke; reconnecting", "in", d, "err", err)
+		d := bo.After(err)
+		level := slog.LevelInfo
+		if errors.Is(err, conn.ErrNoLeader) {
+			level = slog.LevelDebug // polling while an election runs
+		}
+		w.log.Log(ctx, level, "worker stream broke; reconnecting", "in", d, "err", err)
 		if conn.Wait(ctx, d) != nil {
 			return nil
 		}

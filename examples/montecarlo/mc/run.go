@@ -136,6 +136,7 @@ func Run(ctx context.Context, c *client.Client, cfg Config) (Summary, error) {
 	cancel()
 	wg.Wait()
 	if cfg.Progress != nil {
+		cfg.Progress.Update(col.count(), fmt.Sprintf("reconnects %d", s.Stats().Reconnects))
 		cfg.Progress.Finish()
 	}
 

@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 )
@@ -68,4 +69,14 @@ func Wait(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// After returns the wait before retrying after err: short and not growing
+// while an election is under way (ErrNoLeader), Next otherwise.
+func (b *Backoff) After(err error) time.Duration {
+	if errors.Is(err, ErrNoLeader) {
+		hi := min(2*b.Min, b.Max)
+		return b.Min + rand.N(hi-b.Min+1)
+	}
+	return b.Next()
 }

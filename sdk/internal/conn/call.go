@@ -47,7 +47,7 @@ func (p *Pool) Call(ctx context.Context, op string, o CallOptions,
 			return fmt.Errorf("gridd: %s: %w", op, err)
 		}
 		last = err
-		d := bo.Next()
+		d := bo.After(err)
 		p.log.Debug("retrying", "op", op, "in", d, "err", err)
 		if Wait(ctx, d) != nil {
 			return &CtxError{Op: op, Ctx: ctx.Err(), Last: last}

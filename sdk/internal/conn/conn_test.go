@@ -43,6 +43,20 @@ func TestBackoffStaysWithinBoundsAndGrows(t *testing.T) {
 	}
 }
 
+// During an election the wait stays short and the sequence does not grow.
+func TestBackoffAfterNoLeader(t *testing.T) {
+	b := NewBackoff(10*time.Millisecond, time.Second)
+	noLeader := fmt.Errorf("%w: %w", ErrNoLeader, status.Error(codes.Unavailable, "x"))
+	for range 100 {
+		if d := b.After(noLeader); d < 10*time.Millisecond || d > 20*time.Millisecond {
+			t.Fatalf("wait during an election %v, want within [10ms, 20ms]", d)
+		}
+	}
+	if d := b.After(status.Error(codes.Unavailable, "down")); d > 20*time.Millisecond {
+		t.Fatalf("first growing wait %v: the election waits advanced the sequence", d)
+	}
+}
+
 func TestBackoffDefaults(t *testing.T) {
 	b := NewBackoff(0, 0)
 	if b.Min != DefaultMinBackoff || b.Max != DefaultMaxBackoff {

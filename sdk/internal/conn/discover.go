@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -59,9 +60,16 @@ func (p *Pool) Discover(ctx context.Context) (string, error) {
 	if l, ok := p.followHints(ctx, addrs, answers); ok {
 		return l, nil
 	}
-	err := status.Errorf(codes.Unavailable, "gridd: no leader found among %v", addrs)
-	if len(errs) > 0 {
-		err = status.Errorf(codes.Unavailable, "gridd: no leader found among %v: %v", addrs, errors.Join(errs...))
+	var err error
+	switch {
+	case len(errs) < len(answers):
+		// Nodes answer but none leads: an election is under way.
+		err = fmt.Errorf("%w: %w", ErrNoLeader,
+			status.Errorf(codes.Unavailable, "gridd: no leader among %v yet (election under way?)", addrs))
+	case len(errs) > 0:
+		err = status.Errorf(codes.Unavailable, "gridd: no node answered among %v: %v", addrs, errors.Join(errs...))
+	default:
+		err = status.Errorf(codes.Unavailable, "gridd: no address to ask")
 	}
 	p.log.Debug("leader discovery failed", "addrs", addrs, "err", err)
 	return "", err

@@ -27,6 +27,12 @@ import (
 // ErrClosed is returned by a Pool used after Close.
 var ErrClosed = status.Error(codes.Canceled, "gridd: connection pool closed")
 
+// ErrNoLeader is wrapped (with codes.Unavailable) by Discover when nodes
+// answer but none is the leader: an election is under way and will end
+// within an election timeout, so callers poll at the shortest backoff
+// instead of letting it grow.
+var ErrNoLeader = errors.New("no leader elected")
+
 // Metadata header names understood by gridd.
 const (
 	MDAPIKey    = "api_key"
