@@ -167,6 +167,12 @@ func TestSubmitAndResultsRoundTrip(t *testing.T) {
 		info, err := cl.GetSession(ctx, s.ID())
 		return err == nil && info.GetCounts().GetResultsUnacked() == 0
 	})
+	checkClosed(t, ctx, cl, s)
+}
+
+// checkClosed closes s and checks what the application sees afterwards.
+func checkClosed(t *testing.T, ctx context.Context, cl *client.Client, s *client.Session) {
+	t.Helper()
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +183,7 @@ func TestSubmitAndResultsRoundTrip(t *testing.T) {
 		status.Code(err) != codes.Canceled {
 		t.Fatalf("Submit after Close: %v", err)
 	}
-	info, err = cl.GetSession(ctx, s.ID())
+	info, err := cl.GetSession(ctx, s.ID())
 	if err != nil || info.GetState() != griddpb.SessionState_SESSION_STATE_CLOSED {
 		t.Fatalf("after Close: %v, %v", info, err)
 	}
