@@ -148,7 +148,7 @@ var errDetached = errors.New("detached")
 // ackGrace is how long a detaching stream stays open after its last ack.
 // The protocol does not confirm acks, and the server drops the proposals
 // of a stream that goes away; an ack sent this long ago has been proposed.
-const ackGrace = 300 * time.Millisecond
+const ackGrace = 100 * time.Millisecond
 
 // finish sends the last acks and half-closes the stream, keeps it open for
 // ackGrace after the most recent ack, then ends it.

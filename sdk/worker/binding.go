@@ -24,10 +24,11 @@ const (
 )
 
 // resultGrace is how long a stopping binding keeps its stream open after
-// its last results. The protocol does not confirm results, and a server may
-// drop what it has not yet proposed when the stream ends; closing too early
-// only costs a re-run, but a re-run of every drained task is worth 300 ms.
-const resultGrace = 300 * time.Millisecond
+// its last results. The protocol does not confirm results, and the server
+// drops the results it has not yet proposed when the stream ends (they are
+// run again); the gap between receiving and proposing is a few
+// milliseconds.
+const resultGrace = 100 * time.Millisecond
 
 // binding is the worker's attachment to one session: one WorkerStream that
 // brings task batches and takes results back.

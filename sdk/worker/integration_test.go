@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -261,4 +262,43 @@ func (w logWriter) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimSpace(string(p)))
 	}
 	return len(p), nil
+}
+
+// A worker bound to a session that ran out of tasks is unbound (UNBIND)
+// when another session has work, and follows it there (BIND).
+func TestWorkerMovesBetweenSessions(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := dial(t, ctx, c.Addrs())
+	var ran sync.Map
+	start(t, worker.Options{Addrs: c.Addrs(), Concurrency: 1, HeartbeatInterval: 100 * time.Millisecond},
+		func(_ context.Context, task worker.Task) ([]byte, error) {
+			ran.Store(task.SessionID+"/"+task.ID, true)
+			return []byte(task.SessionID), nil
+		})
+	for _, name := range []string{"first", "second", "third"} {
+		s, err := cl.CreateSession(ctx, nil, client.WithSessionID(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Submit(ctx, tasks(name, 5)); err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			select {
+			case r := <-s.Results():
+				if string(r.Payload) != name {
+					t.Fatalf("result of %s says session %q, want %q", r.TaskID, r.Payload, name)
+				}
+			case <-ctx.Done():
+				t.Fatalf("session %s: the worker never came", name)
+			}
+		}
+	}
+	n := 0
+	ran.Range(func(any, any) bool { n++; return true })
+	if n != 15 {
+		t.Fatalf("%d distinct tasks ran, want 15", n)
+	}
 }
