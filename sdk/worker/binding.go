@@ -23,13 +23,6 @@ const (
 	unknownErrorMsg = "task failed (handler returned an error with an empty message)"
 )
 
-// resultGrace is how long a stopping binding keeps its stream open after
-// its last results. The protocol does not confirm results, and the server
-// drops the results it has not yet proposed when the stream ends (they are
-// run again); the gap between receiving and proposing is a few
-// milliseconds.
-const resultGrace = 100 * time.Millisecond
-
 // binding is the worker's attachment to one session: one WorkerStream that
 // brings task batches and takes results back.
 type binding struct {
@@ -221,14 +214,12 @@ func (w *worker) call(ctx context.Context, t Task) (out []byte, err error) {
 func (b *binding) sendResults(st griddpb.Queue_WorkerStreamClient) error {
 	var buf []*griddpb.Message
 	size := 0
-	var lastSend time.Time
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
 		m := &griddpb.WorkerStreamMessage{Results: &griddpb.Batch{SessionId: b.session, Messages: buf}}
 		buf, size = nil, 0
-		lastSend = time.Now()
 		return st.Send(m)
 	}
 	timer := time.NewTimer(time.Hour)
@@ -242,9 +233,8 @@ func (b *binding) sendResults(st griddpb.Queue_WorkerStreamClient) error {
 				if err := flush(); err != nil {
 					return err
 				}
-				if !lastSend.IsZero() {
-					b.linger(time.Until(lastSend.Add(resultGrace)))
-				}
+				// The server records the results received before the
+				// half-close, then ends the stream.
 				return st.CloseSend()
 			}
 			buf = append(buf, r.msg)
@@ -265,18 +255,5 @@ func (b *binding) sendResults(st griddpb.Queue_WorkerStreamClient) error {
 		case <-b.ctx.Done():
 			return nil
 		}
-	}
-}
-
-// linger waits d, or less if the binding is cancelled.
-func (b *binding) linger(d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-b.ctx.Done():
 	}
 }
