@@ -49,7 +49,7 @@ type pump struct {
 	out    chan proto.Message
 	sem    chan struct{}
 
-	wg     sync.WaitGroup // proposals under way
+	wg sync.WaitGroup // proposals under way
 
 	mu     sync.Mutex
 	err    error

@@ -29,6 +29,9 @@ const (
 // leaderSource is what forwarding needs to know of the cluster.
 type leaderSource interface {
 	IsLeader() bool
+	// Ready: leader, and its state machine has applied every entry
+	// committed before it took office.
+	Ready() bool
 	LeaderGRPCAddr() string
 }
 
@@ -48,20 +51,25 @@ func newForwarder(src leaderSource, nodeID string) *forwarder {
 
 // leaderConn returns nil when this node is the leader and must serve the
 // call itself, and otherwise a connection to the leader. It waits a little
-// for an election in progress.
+// for an election in progress, and for a new leader to catch up: until then
+// it could answer NotFound for a session it has not applied yet.
 func (f *forwarder) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	deadline := time.Now().Add(f.wait)
 	for {
-		if f.src.IsLeader() {
+		if f.src.Ready() {
 			return nil, nil
 		}
-		if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(mdForwarded)) > 0 {
+		leading := f.src.IsLeader()
+		if md, _ := metadata.FromIncomingContext(ctx); !leading && len(md.Get(mdForwarded)) > 0 {
 			return nil, f.notLeader("this node was forwarded the call but is not the leader")
 		}
-		if addr := f.src.LeaderGRPCAddr(); addr != "" {
+		if addr := f.src.LeaderGRPCAddr(); addr != "" && !leading {
 			return f.conn(addr)
 		}
 		if time.Now().After(deadline) {
+			if leading {
+				return nil, status.Error(codes.Unavailable, "this node was just elected leader and is still catching up; retry")
+			}
 			return nil, status.Error(codes.Unavailable, "no leader elected yet: the cluster may have lost its majority; retry")
 		}
 		t := time.NewTimer(20 * time.Millisecond)
