@@ -64,6 +64,9 @@ func (f *forwarder) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 			return nil, f.notLeader("this node was forwarded the call but is not the leader")
 		}
 		if addr := f.src.LeaderGRPCAddr(); addr != "" && !leading {
+			// Tell the client where the leader is, so it can go there
+			// directly next time.
+			_ = grpc.SetHeader(ctx, metadata.Pairs(MDLeader, addr))
 			return f.conn(addr)
 		}
 		if time.Now().After(deadline) {

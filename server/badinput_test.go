@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gridd/gridd/internal/testcluster"
+	"github.com/gridd/gridd/rpc"
 	"github.com/gridd/gridd/rpc/griddpb"
 	"github.com/gridd/gridd/server"
 	"google.golang.org/grpc"
@@ -185,9 +186,13 @@ func TestFollowerForwards(t *testing.T) {
 	if st.LeaderGrpcAddr != c.Nodes[leader].Cfg.GRPCAddr || st.NodeId != c.Nodes[follower].Cfg.ID {
 		t.Fatalf("status from follower: leader %q, node %q", st.LeaderGrpcAddr, st.NodeId)
 	}
-	sess, err := q.CreateSession(ctx, &griddpb.CreateSessionRequest{RequestId: "f1"})
+	var hdr metadata.MD
+	sess, err := q.CreateSession(ctx, &griddpb.CreateSessionRequest{RequestId: "f1"}, grpc.Header(&hdr))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := hdr.Get(rpc.MDLeader); len(got) != 1 || got[0] != c.Nodes[leader].Cfg.GRPCAddr {
+		t.Fatalf("forwarded answer's %s header = %v, want the leader's address", rpc.MDLeader, got)
 	}
 	stream, err := q.ClientStream(metadata.AppendToOutgoingContext(ctx, "sessionid", sess.Id))
 	if err != nil {
