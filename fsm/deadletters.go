@@ -43,6 +43,44 @@ func (f *FSM) ackDeadLetters(a *fsmpb.Ack) Response {
 	return r
 }
 
+// retryDeadLetters gives dead letters a fresh attempt budget: they are
+// pending again, with their payload, and dispatched like new tasks.
+func (f *FSM) retryDeadLetters(c *fsmpb.RetryDeadLetters) Response {
+	s, err := f.openSession(c.GetSessionId())
+	if err != nil {
+		return Response{Err: err}
+	}
+	ids := c.GetTaskIds()
+	if c.GetAll() {
+		ids = ids[:0:0]
+		s.dead.after(0, 0, func(_ uint64, v deadVal) { ids = append(ids, v.id) })
+	}
+	var (
+		r     Response
+		ready []Task
+	)
+	for _, id := range ids {
+		t, ok := s.tasks[id]
+		if !ok || t.state != fsmpb.TaskState_TASK_STATE_DEAD {
+			continue
+		}
+		v, ok := s.dead.take(t.outSeq)
+		if !ok {
+			continue
+		}
+		t.state = fsmpb.TaskState_TASK_STATE_PENDING
+		t.payload, t.errors, t.attempts, t.outSeq = v.payload, nil, 0, 0
+		s.pending++
+		s.deadLettered--
+		r.Requeued++
+		ready = append(ready, t.export(s.id, id))
+	}
+	if len(ready) > 0 && f.listener != nil {
+		f.listener.TasksReady(s.id, ready)
+	}
+	return r
+}
+
 // DeadLettersAfter is ResultsAfter for dead letters.
 func (f *FSM) DeadLettersAfter(session string, after uint64, max int) []DeadLetter {
 	f.mu.RLock()

@@ -138,6 +138,8 @@ func (f *FSM) apply(c *fsmpb.Command) Response {
 		return f.ackResults(body.AckResults)
 	case *fsmpb.Command_AckDeadLetters:
 		return f.ackDeadLetters(body.AckDeadLetters)
+	case *fsmpb.Command_RetryDeadLetters:
+		return f.retryDeadLetters(body.RetryDeadLetters)
 	default:
 		// DecodeCommand never lets such an entry through; a command built
 		// in process without a body is a caller bug, answered the same way

@@ -42,11 +42,19 @@ func (l *seqLog[V]) lastSeq() uint64 {
 // remove drops the live entry with the given Seq and reports whether there
 // was one.
 func (l *seqLog[V]) remove(seq uint64) bool {
+	_, ok := l.take(seq)
+	return ok
+}
+
+// take drops the live entry with the given Seq and returns its value.
+func (l *seqLog[V]) take(seq uint64) (V, bool) {
 	e := l.entries
 	i := sort.Search(len(e), func(i int) bool { return e[i].seq >= seq })
 	if i == len(e) || e[i].seq != seq || !e[i].live {
-		return false
+		var zero V
+		return zero, false
 	}
+	v := e[i].v
 	e[i] = logEntry[V]{seq: seq}
 	l.live--
 	// Acks mostly come in order: drop the cleared prefix at once.
@@ -59,7 +67,7 @@ func (l *seqLog[V]) remove(seq uint64) bool {
 		l.entries = e[k:]
 	}
 	l.compact()
-	return true
+	return v, true
 }
 
 func (l *seqLog[V]) compact() {

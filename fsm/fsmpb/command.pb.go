@@ -111,6 +111,7 @@ type Command struct {
 	//	*Command_AckDeadLetters
 	//	*Command_SetMember
 	//	*Command_RemoveMember
+	//	*Command_RetryDeadLetters
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -248,6 +249,15 @@ func (x *Command) GetRemoveMember() *RemoveMember {
 	return nil
 }
 
+func (x *Command) GetRetryDeadLetters() *RetryDeadLetters {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_RetryDeadLetters); ok {
+			return x.RetryDeadLetters
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -288,6 +298,10 @@ type Command_RemoveMember struct {
 	RemoveMember *RemoveMember `protobuf:"bytes,18,opt,name=remove_member,json=removeMember,proto3,oneof"`
 }
 
+type Command_RetryDeadLetters struct {
+	RetryDeadLetters *RetryDeadLetters `protobuf:"bytes,19,opt,name=retry_dead_letters,json=retryDeadLetters,proto3,oneof"`
+}
+
 func (*Command_CreateSession) isCommand_Cmd() {}
 
 func (*Command_UpdateSession) isCommand_Cmd() {}
@@ -305,6 +319,8 @@ func (*Command_AckDeadLetters) isCommand_Cmd() {}
 func (*Command_SetMember) isCommand_Cmd() {}
 
 func (*Command_RemoveMember) isCommand_Cmd() {}
+
+func (*Command_RetryDeadLetters) isCommand_Cmd() {}
 
 type SessionAttrs struct {
 	state                       protoimpl.MessageState `protogen:"open.v1"`
@@ -964,6 +980,69 @@ func (x *Ack) GetTaskIds() []string {
 	return nil
 }
 
+// RetryDeadLetters moves dead letters back to pending with a fresh attempt
+// budget: the listed ids, or every dead letter of the session when all is
+// set.
+type RetryDeadLetters struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	TaskIds       []string               `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	All           bool                   `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryDeadLetters) Reset() {
+	*x = RetryDeadLetters{}
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryDeadLetters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryDeadLetters) ProtoMessage() {}
+
+func (x *RetryDeadLetters) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryDeadLetters.ProtoReflect.Descriptor instead.
+func (*RetryDeadLetters) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RetryDeadLetters) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RetryDeadLetters) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
+func (x *RetryDeadLetters) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
 type SetMember struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -975,7 +1054,7 @@ type SetMember struct {
 
 func (x *SetMember) Reset() {
 	*x = SetMember{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[10]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1066,7 @@ func (x *SetMember) String() string {
 func (*SetMember) ProtoMessage() {}
 
 func (x *SetMember) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[10]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1079,7 @@ func (x *SetMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMember.ProtoReflect.Descriptor instead.
 func (*SetMember) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{10}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetMember) GetId() string {
@@ -1033,7 +1112,7 @@ type RemoveMember struct {
 
 func (x *RemoveMember) Reset() {
 	*x = RemoveMember{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[11]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1124,7 @@ func (x *RemoveMember) String() string {
 func (*RemoveMember) ProtoMessage() {}
 
 func (x *RemoveMember) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[11]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1137,7 @@ func (x *RemoveMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMember.ProtoReflect.Descriptor instead.
 func (*RemoveMember) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{11}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RemoveMember) GetId() string {
@@ -1087,7 +1166,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[12]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1178,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[12]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1191,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{12}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Record) GetRec() isRecord_Rec {
@@ -1256,7 +1335,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[13]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1347,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[13]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1360,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{13}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1316,7 +1395,7 @@ type SessionRecord struct {
 
 func (x *SessionRecord) Reset() {
 	*x = SessionRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1407,7 @@ func (x *SessionRecord) String() string {
 func (*SessionRecord) ProtoMessage() {}
 
 func (x *SessionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1420,7 @@ func (x *SessionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRecord.ProtoReflect.Descriptor instead.
 func (*SessionRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{14}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionRecord) GetId() string {
@@ -1433,7 +1512,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1524,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1537,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{15}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TaskRecord) GetSessionId() string {
@@ -1544,7 +1623,7 @@ type ResultRecord struct {
 
 func (x *ResultRecord) Reset() {
 	*x = ResultRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1635,7 @@ func (x *ResultRecord) String() string {
 func (*ResultRecord) ProtoMessage() {}
 
 func (x *ResultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1648,7 @@ func (x *ResultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecord.ProtoReflect.Descriptor instead.
 func (*ResultRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{16}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResultRecord) GetSessionId() string {
@@ -1621,7 +1700,7 @@ type DeadLetterRecord struct {
 
 func (x *DeadLetterRecord) Reset() {
 	*x = DeadLetterRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1712,7 @@ func (x *DeadLetterRecord) String() string {
 func (*DeadLetterRecord) ProtoMessage() {}
 
 func (x *DeadLetterRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1725,7 @@ func (x *DeadLetterRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterRecord.ProtoReflect.Descriptor instead.
 func (*DeadLetterRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{17}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeadLetterRecord) GetSessionId() string {
@@ -1707,7 +1786,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1798,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1811,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{18}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RequestRecord) GetRequestId() string {
@@ -1780,7 +1859,7 @@ type SnapshotTrailer struct {
 
 func (x *SnapshotTrailer) Reset() {
 	*x = SnapshotTrailer{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1871,7 @@ func (x *SnapshotTrailer) String() string {
 func (*SnapshotTrailer) ProtoMessage() {}
 
 func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1884,7 @@ func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotTrailer.ProtoReflect.Descriptor instead.
 func (*SnapshotTrailer) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{19}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SnapshotTrailer) GetRecords() uint64 {
@@ -1826,7 +1905,7 @@ var File_fsm_fsmpb_command_proto protoreflect.FileDescriptor
 
 const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x17fsm/fsmpb/command.proto\x12\fgridd.fsm.v1\"\xf9\x04\n" +
+	"\x17fsm/fsmpb/command.proto\x12\fgridd.fsm.v1\"\xc9\x05\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x12\x1d\n" +
 	"\n" +
@@ -1842,7 +1921,8 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\x10ack_dead_letters\x18\x10 \x01(\v2\x11.gridd.fsm.v1.AckH\x00R\x0eackDeadLetters\x128\n" +
 	"\n" +
 	"set_member\x18\x11 \x01(\v2\x17.gridd.fsm.v1.SetMemberH\x00R\tsetMember\x12A\n" +
-	"\rremove_member\x18\x12 \x01(\v2\x1a.gridd.fsm.v1.RemoveMemberH\x00R\fremoveMemberB\x05\n" +
+	"\rremove_member\x18\x12 \x01(\v2\x1a.gridd.fsm.v1.RemoveMemberH\x00R\fremoveMember\x12N\n" +
+	"\x12retry_dead_letters\x18\x13 \x01(\v2\x1e.gridd.fsm.v1.RetryDeadLettersH\x00R\x10retryDeadLettersB\x05\n" +
 	"\x03cmd\"\xad\x03\n" +
 	"\fSessionAttrs\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12\x1b\n" +
@@ -1914,7 +1994,12 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\x03Ack\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
-	"\btask_ids\x18\x02 \x03(\tR\ataskIds\"U\n" +
+	"\btask_ids\x18\x02 \x03(\tR\ataskIds\"^\n" +
+	"\x10RetryDeadLetters\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
+	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"U\n" +
 	"\tSetMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
@@ -2010,7 +2095,7 @@ func file_fsm_fsmpb_command_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_fsmpb_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsm_fsmpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_fsm_fsmpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_fsm_fsmpb_command_proto_goTypes = []any{
 	(TaskState)(0),           // 0: gridd.fsm.v1.TaskState
 	(*Command)(nil),          // 1: gridd.fsm.v1.Command
@@ -2023,16 +2108,17 @@ var file_fsm_fsmpb_command_proto_goTypes = []any{
 	(*Outcome)(nil),          // 8: gridd.fsm.v1.Outcome
 	(*Outcomes)(nil),         // 9: gridd.fsm.v1.Outcomes
 	(*Ack)(nil),              // 10: gridd.fsm.v1.Ack
-	(*SetMember)(nil),        // 11: gridd.fsm.v1.SetMember
-	(*RemoveMember)(nil),     // 12: gridd.fsm.v1.RemoveMember
-	(*Record)(nil),           // 13: gridd.fsm.v1.Record
-	(*SnapshotHeader)(nil),   // 14: gridd.fsm.v1.SnapshotHeader
-	(*SessionRecord)(nil),    // 15: gridd.fsm.v1.SessionRecord
-	(*TaskRecord)(nil),       // 16: gridd.fsm.v1.TaskRecord
-	(*ResultRecord)(nil),     // 17: gridd.fsm.v1.ResultRecord
-	(*DeadLetterRecord)(nil), // 18: gridd.fsm.v1.DeadLetterRecord
-	(*RequestRecord)(nil),    // 19: gridd.fsm.v1.RequestRecord
-	(*SnapshotTrailer)(nil),  // 20: gridd.fsm.v1.SnapshotTrailer
+	(*RetryDeadLetters)(nil), // 11: gridd.fsm.v1.RetryDeadLetters
+	(*SetMember)(nil),        // 12: gridd.fsm.v1.SetMember
+	(*RemoveMember)(nil),     // 13: gridd.fsm.v1.RemoveMember
+	(*Record)(nil),           // 14: gridd.fsm.v1.Record
+	(*SnapshotHeader)(nil),   // 15: gridd.fsm.v1.SnapshotHeader
+	(*SessionRecord)(nil),    // 16: gridd.fsm.v1.SessionRecord
+	(*TaskRecord)(nil),       // 17: gridd.fsm.v1.TaskRecord
+	(*ResultRecord)(nil),     // 18: gridd.fsm.v1.ResultRecord
+	(*DeadLetterRecord)(nil), // 19: gridd.fsm.v1.DeadLetterRecord
+	(*RequestRecord)(nil),    // 20: gridd.fsm.v1.RequestRecord
+	(*SnapshotTrailer)(nil),  // 21: gridd.fsm.v1.SnapshotTrailer
 }
 var file_fsm_fsmpb_command_proto_depIdxs = []int32{
 	3,  // 0: gridd.fsm.v1.Command.create_session:type_name -> gridd.fsm.v1.CreateSession
@@ -2042,26 +2128,27 @@ var file_fsm_fsmpb_command_proto_depIdxs = []int32{
 	9,  // 4: gridd.fsm.v1.Command.outcomes:type_name -> gridd.fsm.v1.Outcomes
 	10, // 5: gridd.fsm.v1.Command.ack_results:type_name -> gridd.fsm.v1.Ack
 	10, // 6: gridd.fsm.v1.Command.ack_dead_letters:type_name -> gridd.fsm.v1.Ack
-	11, // 7: gridd.fsm.v1.Command.set_member:type_name -> gridd.fsm.v1.SetMember
-	12, // 8: gridd.fsm.v1.Command.remove_member:type_name -> gridd.fsm.v1.RemoveMember
-	2,  // 9: gridd.fsm.v1.CreateSession.attrs:type_name -> gridd.fsm.v1.SessionAttrs
-	6,  // 10: gridd.fsm.v1.Enqueue.tasks:type_name -> gridd.fsm.v1.Task
-	8,  // 11: gridd.fsm.v1.Outcomes.outcomes:type_name -> gridd.fsm.v1.Outcome
-	14, // 12: gridd.fsm.v1.Record.header:type_name -> gridd.fsm.v1.SnapshotHeader
-	15, // 13: gridd.fsm.v1.Record.session:type_name -> gridd.fsm.v1.SessionRecord
-	16, // 14: gridd.fsm.v1.Record.task:type_name -> gridd.fsm.v1.TaskRecord
-	17, // 15: gridd.fsm.v1.Record.result:type_name -> gridd.fsm.v1.ResultRecord
-	18, // 16: gridd.fsm.v1.Record.dead_letter:type_name -> gridd.fsm.v1.DeadLetterRecord
-	19, // 17: gridd.fsm.v1.Record.request:type_name -> gridd.fsm.v1.RequestRecord
-	11, // 18: gridd.fsm.v1.Record.member:type_name -> gridd.fsm.v1.SetMember
-	20, // 19: gridd.fsm.v1.Record.trailer:type_name -> gridd.fsm.v1.SnapshotTrailer
-	2,  // 20: gridd.fsm.v1.SessionRecord.attrs:type_name -> gridd.fsm.v1.SessionAttrs
-	0,  // 21: gridd.fsm.v1.TaskRecord.state:type_name -> gridd.fsm.v1.TaskState
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	12, // 7: gridd.fsm.v1.Command.set_member:type_name -> gridd.fsm.v1.SetMember
+	13, // 8: gridd.fsm.v1.Command.remove_member:type_name -> gridd.fsm.v1.RemoveMember
+	11, // 9: gridd.fsm.v1.Command.retry_dead_letters:type_name -> gridd.fsm.v1.RetryDeadLetters
+	2,  // 10: gridd.fsm.v1.CreateSession.attrs:type_name -> gridd.fsm.v1.SessionAttrs
+	6,  // 11: gridd.fsm.v1.Enqueue.tasks:type_name -> gridd.fsm.v1.Task
+	8,  // 12: gridd.fsm.v1.Outcomes.outcomes:type_name -> gridd.fsm.v1.Outcome
+	15, // 13: gridd.fsm.v1.Record.header:type_name -> gridd.fsm.v1.SnapshotHeader
+	16, // 14: gridd.fsm.v1.Record.session:type_name -> gridd.fsm.v1.SessionRecord
+	17, // 15: gridd.fsm.v1.Record.task:type_name -> gridd.fsm.v1.TaskRecord
+	18, // 16: gridd.fsm.v1.Record.result:type_name -> gridd.fsm.v1.ResultRecord
+	19, // 17: gridd.fsm.v1.Record.dead_letter:type_name -> gridd.fsm.v1.DeadLetterRecord
+	20, // 18: gridd.fsm.v1.Record.request:type_name -> gridd.fsm.v1.RequestRecord
+	12, // 19: gridd.fsm.v1.Record.member:type_name -> gridd.fsm.v1.SetMember
+	21, // 20: gridd.fsm.v1.Record.trailer:type_name -> gridd.fsm.v1.SnapshotTrailer
+	2,  // 21: gridd.fsm.v1.SessionRecord.attrs:type_name -> gridd.fsm.v1.SessionAttrs
+	0,  // 22: gridd.fsm.v1.TaskRecord.state:type_name -> gridd.fsm.v1.TaskState
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_fsm_fsmpb_command_proto_init() }
@@ -2079,9 +2166,10 @@ func file_fsm_fsmpb_command_proto_init() {
 		(*Command_AckDeadLetters)(nil),
 		(*Command_SetMember)(nil),
 		(*Command_RemoveMember)(nil),
+		(*Command_RetryDeadLetters)(nil),
 	}
 	file_fsm_fsmpb_command_proto_msgTypes[3].OneofWrappers = []any{}
-	file_fsm_fsmpb_command_proto_msgTypes[12].OneofWrappers = []any{
+	file_fsm_fsmpb_command_proto_msgTypes[13].OneofWrappers = []any{
 		(*Record_Header)(nil),
 		(*Record_Session)(nil),
 		(*Record_Task)(nil),
@@ -2097,7 +2185,7 @@ func file_fsm_fsmpb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_fsmpb_command_proto_rawDesc), len(file_fsm_fsmpb_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

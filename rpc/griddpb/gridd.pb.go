@@ -1733,6 +1733,500 @@ func (x *WorkerStreamMessage) GetResults() *Batch {
 	return nil
 }
 
+type ListDeadLettersRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// At most this many, oldest first; 0 means 1000.
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListDeadLettersRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Message.errors holds every attempt's error, Message.attempt the count.
+	DeadLetters []*Message `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// Dead letters not acknowledged yet, including those past the limit.
+	Total         uint64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListDeadLettersResponse) GetDeadLetters() []*Message {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+func (x *ListDeadLettersResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+type RetryDeadLettersRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	SessionId string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The dead letters to retry; empty retries every one of the session.
+	Ids           []string `protobuf:"bytes,3,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryDeadLettersRequest) Reset() {
+	*x = RetryDeadLettersRequest{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryDeadLettersRequest) ProtoMessage() {}
+
+func (x *RetryDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*RetryDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RetryDeadLettersRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RetryDeadLettersRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RetryDeadLettersRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type RetryDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tasks now pending again with a fresh attempt budget.
+	Retried       uint32 `protobuf:"varint,1,opt,name=retried,proto3" json:"retried,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryDeadLettersResponse) Reset() {
+	*x = RetryDeadLettersResponse{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryDeadLettersResponse) ProtoMessage() {}
+
+func (x *RetryDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*RetryDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RetryDeadLettersResponse) GetRetried() uint32 {
+	if x != nil {
+		return x.Retried
+	}
+	return 0
+}
+
+type PurgeDeadLettersRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	SessionId string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The dead letters to drop; empty drops every one of the session.
+	Ids           []string `protobuf:"bytes,3,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeDeadLettersRequest) Reset() {
+	*x = PurgeDeadLettersRequest{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeDeadLettersRequest) ProtoMessage() {}
+
+func (x *PurgeDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*PurgeDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PurgeDeadLettersRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *PurgeDeadLettersRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *PurgeDeadLettersRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type PurgeDeadLettersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Purged        uint32                 `protobuf:"varint,1,opt,name=purged,proto3" json:"purged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeDeadLettersResponse) Reset() {
+	*x = PurgeDeadLettersResponse{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeDeadLettersResponse) ProtoMessage() {}
+
+func (x *PurgeDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*PurgeDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PurgeDeadLettersResponse) GetPurged() uint32 {
+	if x != nil {
+		return x.Purged
+	}
+	return 0
+}
+
+type ListWorkersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersRequest) Reset() {
+	*x = ListWorkersRequest{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersRequest) ProtoMessage() {}
+
+func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{27}
+}
+
+type WorkerInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Node  string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Pod   string                 `protobuf:"bytes,3,opt,name=pod,proto3" json:"pod,omitempty"`
+	// The session it is bound to, "" when idle.
+	SessionId string `protobuf:"bytes,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Tasks it holds right now.
+	Running         uint32 `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
+	ConnectedUnixMs int64  `protobuf:"varint,6,opt,name=connected_unix_ms,json=connectedUnixMs,proto3" json:"connected_unix_ms,omitempty"`
+	// Whether it registered on WorkerUpdate (false: pulls on WorkerStream only).
+	Registered    bool `protobuf:"varint,7,opt,name=registered,proto3" json:"registered,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerInfo) Reset() {
+	*x = WorkerInfo{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerInfo) ProtoMessage() {}
+
+func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
+func (*WorkerInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WorkerInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetRunning() uint32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetConnectedUnixMs() int64 {
+	if x != nil {
+		return x.ConnectedUnixMs
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetRegistered() bool {
+	if x != nil {
+		return x.Registered
+	}
+	return false
+}
+
+type ListWorkersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workers connected to the leader, sorted by id.
+	Workers       []*WorkerInfo `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersResponse) Reset() {
+	*x = ListWorkersResponse{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersResponse) ProtoMessage() {}
+
+func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
 type Member struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1747,7 +2241,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[21]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +2253,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[21]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +2266,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{21}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Member) GetId() string {
@@ -1818,7 +2312,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[22]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +2324,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[22]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +2337,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{22}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{31}
 }
 
 type ClusterStatus struct {
@@ -1868,7 +2362,7 @@ type ClusterStatus struct {
 
 func (x *ClusterStatus) Reset() {
 	*x = ClusterStatus{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[23]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +2374,7 @@ func (x *ClusterStatus) String() string {
 func (*ClusterStatus) ProtoMessage() {}
 
 func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[23]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +2387,7 @@ func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
 func (*ClusterStatus) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{23}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ClusterStatus) GetNodeId() string {
@@ -1991,7 +2485,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[24]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2497,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[24]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2510,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{24}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -2049,7 +2543,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[25]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2555,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[25]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2568,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{25}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JoinResponse) GetStatus() *ClusterStatus {
@@ -2093,7 +2587,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[26]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2599,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[26]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2612,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{26}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -2136,7 +2630,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[27]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2642,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[27]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2655,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{27}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{36}
 }
 
 type TransferLeadershipRequest struct {
@@ -2174,7 +2668,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[28]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2680,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[28]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2693,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{28}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TransferLeadershipRequest) GetId() string {
@@ -2218,7 +2712,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[29]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2724,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[29]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2737,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{29}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -2398,7 +2892,45 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\"@\n" +
 	"\x13WorkerStreamMessage\x12)\n" +
-	"\aresults\x18\x01 \x01(\v2\x0f.gridd.v1.BatchR\aresults\"\x86\x01\n" +
+	"\aresults\x18\x01 \x01(\v2\x0f.gridd.v1.BatchR\aresults\"M\n" +
+	"\x16ListDeadLettersRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"e\n" +
+	"\x17ListDeadLettersResponse\x124\n" +
+	"\fdead_letters\x18\x01 \x03(\v2\x11.gridd.v1.MessageR\vdeadLetters\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total\"i\n" +
+	"\x17RetryDeadLettersRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x10\n" +
+	"\x03ids\x18\x03 \x03(\tR\x03ids\"4\n" +
+	"\x18RetryDeadLettersResponse\x12\x18\n" +
+	"\aretried\x18\x01 \x01(\rR\aretried\"i\n" +
+	"\x17PurgeDeadLettersRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x10\n" +
+	"\x03ids\x18\x03 \x03(\tR\x03ids\"2\n" +
+	"\x18PurgeDeadLettersResponse\x12\x16\n" +
+	"\x06purged\x18\x01 \x01(\rR\x06purged\"\x14\n" +
+	"\x12ListWorkersRequest\"\xc7\x01\n" +
+	"\n" +
+	"WorkerInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x10\n" +
+	"\x03pod\x18\x03 \x01(\tR\x03pod\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x04 \x01(\tR\tsessionId\x12\x18\n" +
+	"\arunning\x18\x05 \x01(\rR\arunning\x12*\n" +
+	"\x11connected_unix_ms\x18\x06 \x01(\x03R\x0fconnectedUnixMs\x12\x1e\n" +
+	"\n" +
+	"registered\x18\a \x01(\bR\n" +
+	"registered\"E\n" +
+	"\x13ListWorkersResponse\x12.\n" +
+	"\aworkers\x18\x01 \x03(\v2\x14.gridd.v1.WorkerInfoR\aworkers\"\x86\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
@@ -2445,7 +2977,7 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x0fInstructionType\x12 \n" +
 	"\x1cINSTRUCTION_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15INSTRUCTION_TYPE_BIND\x10\x01\x12\x1b\n" +
-	"\x17INSTRUCTION_TYPE_UNBIND\x10\x022\x88\x05\n" +
+	"\x17INSTRUCTION_TYPE_UNBIND\x10\x022\xe2\a\n" +
 	"\x05Queue\x12B\n" +
 	"\rCreateSession\x12\x1e.gridd.v1.CreateSessionRequest\x1a\x11.gridd.v1.Session\x12B\n" +
 	"\rUpdateSession\x12\x1e.gridd.v1.UpdateSessionRequest\x1a\x11.gridd.v1.Session\x12@\n" +
@@ -2456,7 +2988,11 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\fClientStream\x12\x17.gridd.v1.ClientMessage\x1a\x17.gridd.v1.ServerMessage(\x010\x01\x12[\n" +
 	"\x17ClientStreamDeadLetters\x12!.gridd.v1.DeadLetterStreamRequest\x1a\x19.gridd.v1.DeadLetterBatch(\x010\x01\x12A\n" +
 	"\fWorkerUpdate\x12\x16.gridd.v1.WorkerStatus\x1a\x15.gridd.v1.Instruction(\x010\x01\x12B\n" +
-	"\fWorkerStream\x12\x1d.gridd.v1.WorkerStreamMessage\x1a\x0f.gridd.v1.Batch(\x010\x012\xa1\x02\n" +
+	"\fWorkerStream\x12\x1d.gridd.v1.WorkerStreamMessage\x1a\x0f.gridd.v1.Batch(\x010\x01\x12V\n" +
+	"\x0fListDeadLetters\x12 .gridd.v1.ListDeadLettersRequest\x1a!.gridd.v1.ListDeadLettersResponse\x12Y\n" +
+	"\x10RetryDeadLetters\x12!.gridd.v1.RetryDeadLettersRequest\x1a\".gridd.v1.RetryDeadLettersResponse\x12Y\n" +
+	"\x10PurgeDeadLetters\x12!.gridd.v1.PurgeDeadLettersRequest\x1a\".gridd.v1.PurgeDeadLettersResponse\x12J\n" +
+	"\vListWorkers\x12\x1c.gridd.v1.ListWorkersRequest\x1a\x1d.gridd.v1.ListWorkersResponse2\xa1\x02\n" +
 	"\aCluster\x12A\n" +
 	"\x06Status\x12\x1e.gridd.v1.ClusterStatusRequest\x1a\x17.gridd.v1.ClusterStatus\x125\n" +
 	"\x04Join\x12\x15.gridd.v1.JoinRequest\x1a\x16.gridd.v1.JoinResponse\x12;\n" +
@@ -2476,7 +3012,7 @@ func file_rpc_griddpb_gridd_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_griddpb_gridd_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_rpc_griddpb_gridd_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_rpc_griddpb_gridd_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_rpc_griddpb_gridd_proto_goTypes = []any{
 	(SessionState)(0),                  // 0: gridd.v1.SessionState
 	(WorkerState)(0),                   // 1: gridd.v1.WorkerState
@@ -2502,15 +3038,24 @@ var file_rpc_griddpb_gridd_proto_goTypes = []any{
 	(*WorkerStatus)(nil),               // 21: gridd.v1.WorkerStatus
 	(*Instruction)(nil),                // 22: gridd.v1.Instruction
 	(*WorkerStreamMessage)(nil),        // 23: gridd.v1.WorkerStreamMessage
-	(*Member)(nil),                     // 24: gridd.v1.Member
-	(*ClusterStatusRequest)(nil),       // 25: gridd.v1.ClusterStatusRequest
-	(*ClusterStatus)(nil),              // 26: gridd.v1.ClusterStatus
-	(*JoinRequest)(nil),                // 27: gridd.v1.JoinRequest
-	(*JoinResponse)(nil),               // 28: gridd.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 29: gridd.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 30: gridd.v1.RemoveResponse
-	(*TransferLeadershipRequest)(nil),  // 31: gridd.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 32: gridd.v1.TransferLeadershipResponse
+	(*ListDeadLettersRequest)(nil),     // 24: gridd.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 25: gridd.v1.ListDeadLettersResponse
+	(*RetryDeadLettersRequest)(nil),    // 26: gridd.v1.RetryDeadLettersRequest
+	(*RetryDeadLettersResponse)(nil),   // 27: gridd.v1.RetryDeadLettersResponse
+	(*PurgeDeadLettersRequest)(nil),    // 28: gridd.v1.PurgeDeadLettersRequest
+	(*PurgeDeadLettersResponse)(nil),   // 29: gridd.v1.PurgeDeadLettersResponse
+	(*ListWorkersRequest)(nil),         // 30: gridd.v1.ListWorkersRequest
+	(*WorkerInfo)(nil),                 // 31: gridd.v1.WorkerInfo
+	(*ListWorkersResponse)(nil),        // 32: gridd.v1.ListWorkersResponse
+	(*Member)(nil),                     // 33: gridd.v1.Member
+	(*ClusterStatusRequest)(nil),       // 34: gridd.v1.ClusterStatusRequest
+	(*ClusterStatus)(nil),              // 35: gridd.v1.ClusterStatus
+	(*JoinRequest)(nil),                // 36: gridd.v1.JoinRequest
+	(*JoinResponse)(nil),               // 37: gridd.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 38: gridd.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 39: gridd.v1.RemoveResponse
+	(*TransferLeadershipRequest)(nil),  // 40: gridd.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 41: gridd.v1.TransferLeadershipResponse
 }
 var file_rpc_griddpb_gridd_proto_depIdxs = []int32{
 	3,  // 0: gridd.v1.Session.attributes:type_name -> gridd.v1.SessionAttributes
@@ -2529,39 +3074,49 @@ var file_rpc_griddpb_gridd_proto_depIdxs = []int32{
 	1,  // 13: gridd.v1.WorkerStatus.state:type_name -> gridd.v1.WorkerState
 	2,  // 14: gridd.v1.Instruction.type:type_name -> gridd.v1.InstructionType
 	14, // 15: gridd.v1.WorkerStreamMessage.results:type_name -> gridd.v1.Batch
-	24, // 16: gridd.v1.ClusterStatus.members:type_name -> gridd.v1.Member
-	26, // 17: gridd.v1.JoinResponse.status:type_name -> gridd.v1.ClusterStatus
-	6,  // 18: gridd.v1.Queue.CreateSession:input_type -> gridd.v1.CreateSessionRequest
-	8,  // 19: gridd.v1.Queue.UpdateSession:input_type -> gridd.v1.UpdateSessionRequest
-	9,  // 20: gridd.v1.Queue.CloseSession:input_type -> gridd.v1.CloseSessionRequest
-	10, // 21: gridd.v1.Queue.GetSession:input_type -> gridd.v1.GetSessionRequest
-	11, // 22: gridd.v1.Queue.ListSessions:input_type -> gridd.v1.ListSessionsRequest
-	16, // 23: gridd.v1.Queue.ClientStream:input_type -> gridd.v1.ClientMessage
-	19, // 24: gridd.v1.Queue.ClientStreamDeadLetters:input_type -> gridd.v1.DeadLetterStreamRequest
-	21, // 25: gridd.v1.Queue.WorkerUpdate:input_type -> gridd.v1.WorkerStatus
-	23, // 26: gridd.v1.Queue.WorkerStream:input_type -> gridd.v1.WorkerStreamMessage
-	25, // 27: gridd.v1.Cluster.Status:input_type -> gridd.v1.ClusterStatusRequest
-	27, // 28: gridd.v1.Cluster.Join:input_type -> gridd.v1.JoinRequest
-	29, // 29: gridd.v1.Cluster.Remove:input_type -> gridd.v1.RemoveRequest
-	31, // 30: gridd.v1.Cluster.TransferLeadership:input_type -> gridd.v1.TransferLeadershipRequest
-	5,  // 31: gridd.v1.Queue.CreateSession:output_type -> gridd.v1.Session
-	5,  // 32: gridd.v1.Queue.UpdateSession:output_type -> gridd.v1.Session
-	5,  // 33: gridd.v1.Queue.CloseSession:output_type -> gridd.v1.Session
-	5,  // 34: gridd.v1.Queue.GetSession:output_type -> gridd.v1.Session
-	12, // 35: gridd.v1.Queue.ListSessions:output_type -> gridd.v1.ListSessionsResponse
-	18, // 36: gridd.v1.Queue.ClientStream:output_type -> gridd.v1.ServerMessage
-	20, // 37: gridd.v1.Queue.ClientStreamDeadLetters:output_type -> gridd.v1.DeadLetterBatch
-	22, // 38: gridd.v1.Queue.WorkerUpdate:output_type -> gridd.v1.Instruction
-	14, // 39: gridd.v1.Queue.WorkerStream:output_type -> gridd.v1.Batch
-	26, // 40: gridd.v1.Cluster.Status:output_type -> gridd.v1.ClusterStatus
-	28, // 41: gridd.v1.Cluster.Join:output_type -> gridd.v1.JoinResponse
-	30, // 42: gridd.v1.Cluster.Remove:output_type -> gridd.v1.RemoveResponse
-	32, // 43: gridd.v1.Cluster.TransferLeadership:output_type -> gridd.v1.TransferLeadershipResponse
-	31, // [31:44] is the sub-list for method output_type
-	18, // [18:31] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 16: gridd.v1.ListDeadLettersResponse.dead_letters:type_name -> gridd.v1.Message
+	31, // 17: gridd.v1.ListWorkersResponse.workers:type_name -> gridd.v1.WorkerInfo
+	33, // 18: gridd.v1.ClusterStatus.members:type_name -> gridd.v1.Member
+	35, // 19: gridd.v1.JoinResponse.status:type_name -> gridd.v1.ClusterStatus
+	6,  // 20: gridd.v1.Queue.CreateSession:input_type -> gridd.v1.CreateSessionRequest
+	8,  // 21: gridd.v1.Queue.UpdateSession:input_type -> gridd.v1.UpdateSessionRequest
+	9,  // 22: gridd.v1.Queue.CloseSession:input_type -> gridd.v1.CloseSessionRequest
+	10, // 23: gridd.v1.Queue.GetSession:input_type -> gridd.v1.GetSessionRequest
+	11, // 24: gridd.v1.Queue.ListSessions:input_type -> gridd.v1.ListSessionsRequest
+	16, // 25: gridd.v1.Queue.ClientStream:input_type -> gridd.v1.ClientMessage
+	19, // 26: gridd.v1.Queue.ClientStreamDeadLetters:input_type -> gridd.v1.DeadLetterStreamRequest
+	21, // 27: gridd.v1.Queue.WorkerUpdate:input_type -> gridd.v1.WorkerStatus
+	23, // 28: gridd.v1.Queue.WorkerStream:input_type -> gridd.v1.WorkerStreamMessage
+	24, // 29: gridd.v1.Queue.ListDeadLetters:input_type -> gridd.v1.ListDeadLettersRequest
+	26, // 30: gridd.v1.Queue.RetryDeadLetters:input_type -> gridd.v1.RetryDeadLettersRequest
+	28, // 31: gridd.v1.Queue.PurgeDeadLetters:input_type -> gridd.v1.PurgeDeadLettersRequest
+	30, // 32: gridd.v1.Queue.ListWorkers:input_type -> gridd.v1.ListWorkersRequest
+	34, // 33: gridd.v1.Cluster.Status:input_type -> gridd.v1.ClusterStatusRequest
+	36, // 34: gridd.v1.Cluster.Join:input_type -> gridd.v1.JoinRequest
+	38, // 35: gridd.v1.Cluster.Remove:input_type -> gridd.v1.RemoveRequest
+	40, // 36: gridd.v1.Cluster.TransferLeadership:input_type -> gridd.v1.TransferLeadershipRequest
+	5,  // 37: gridd.v1.Queue.CreateSession:output_type -> gridd.v1.Session
+	5,  // 38: gridd.v1.Queue.UpdateSession:output_type -> gridd.v1.Session
+	5,  // 39: gridd.v1.Queue.CloseSession:output_type -> gridd.v1.Session
+	5,  // 40: gridd.v1.Queue.GetSession:output_type -> gridd.v1.Session
+	12, // 41: gridd.v1.Queue.ListSessions:output_type -> gridd.v1.ListSessionsResponse
+	18, // 42: gridd.v1.Queue.ClientStream:output_type -> gridd.v1.ServerMessage
+	20, // 43: gridd.v1.Queue.ClientStreamDeadLetters:output_type -> gridd.v1.DeadLetterBatch
+	22, // 44: gridd.v1.Queue.WorkerUpdate:output_type -> gridd.v1.Instruction
+	14, // 45: gridd.v1.Queue.WorkerStream:output_type -> gridd.v1.Batch
+	25, // 46: gridd.v1.Queue.ListDeadLetters:output_type -> gridd.v1.ListDeadLettersResponse
+	27, // 47: gridd.v1.Queue.RetryDeadLetters:output_type -> gridd.v1.RetryDeadLettersResponse
+	29, // 48: gridd.v1.Queue.PurgeDeadLetters:output_type -> gridd.v1.PurgeDeadLettersResponse
+	32, // 49: gridd.v1.Queue.ListWorkers:output_type -> gridd.v1.ListWorkersResponse
+	35, // 50: gridd.v1.Cluster.Status:output_type -> gridd.v1.ClusterStatus
+	37, // 51: gridd.v1.Cluster.Join:output_type -> gridd.v1.JoinResponse
+	39, // 52: gridd.v1.Cluster.Remove:output_type -> gridd.v1.RemoveResponse
+	41, // 53: gridd.v1.Cluster.TransferLeadership:output_type -> gridd.v1.TransferLeadershipResponse
+	37, // [37:54] is the sub-list for method output_type
+	20, // [20:37] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_rpc_griddpb_gridd_proto_init() }
@@ -2587,7 +3142,7 @@ func file_rpc_griddpb_gridd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_griddpb_gridd_proto_rawDesc), len(file_rpc_griddpb_gridd_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   30,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
