@@ -3,6 +3,8 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"sort"
+	"time"
 
 	"github.com/gridd/gridd/fsm"
 	"github.com/gridd/gridd/rpc/griddpb"
@@ -11,6 +13,7 @@ import (
 // Worker is a worker registered on the WorkerUpdate stream of this leader.
 type Worker struct {
 	id, node, pod string
+	connected     time.Time
 	instr         chan *griddpb.Instruction
 	cancel        context.CancelFunc
 	bound         string  // session it was told to bind to
@@ -36,7 +39,8 @@ func (w *Worker) send(in *griddpb.Instruction) {
 // the registration does (replaced, or leadership lost).
 func (d *Dispatcher) RegisterWorker(ctx context.Context, id, node, pod string) (*Worker, context.Context, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &Worker{id: id, node: node, pod: pod, instr: make(chan *griddpb.Instruction, 64), cancel: cancel}
+	w := &Worker{id: id, node: node, pod: pod, instr: make(chan *griddpb.Instruction, 64), cancel: cancel,
+		connected: time.Now()}
 	d.mu.Lock()
 	if !d.active {
 		d.mu.Unlock()
@@ -72,6 +76,7 @@ func (d *Dispatcher) UnregisterWorker(w *Worker) {
 // batches, at most the session's max_inflight_batches_per_worker at a time.
 type Stream struct {
 	workerID string
+	opened   time.Time
 	session  *session
 	worker   *Worker // nil for a worker that never registered
 	epoch    uint64
@@ -114,7 +119,7 @@ func (d *Dispatcher) OpenStream(ctx context.Context, workerID, sessionID string)
 	s := d.sessionLocked(sessionID)
 	applyAttrs(s, info)
 	st := &Stream{
-		workerID: workerID, session: s, epoch: d.epoch,
+		workerID: workerID, session: s, epoch: d.epoch, opened: time.Now(),
 		wake: make(chan struct{}, 1), cancel: cancel,
 		batches: map[uint64]int{}, tasks: map[string]uint64{},
 	}
@@ -214,4 +219,40 @@ func (d *Dispatcher) take(st *Stream) (*griddpb.Batch, error) {
 	}
 	st.batches[id] = len(b.Messages)
 	return b, nil
+}
+
+// WorkerSnapshot describes a worker connected to this leader.
+type WorkerSnapshot struct {
+	ID, Node, Pod string
+	Session       string // bound session, "" when idle
+	Running       int    // tasks it holds
+	Connected     time.Time
+	Registered    bool // on WorkerUpdate; false: pulls on WorkerStream only
+}
+
+// Workers lists the workers connected to this leader, sorted by id: those
+// registered on WorkerUpdate and those that only opened a WorkerStream.
+func (d *Dispatcher) Workers() []WorkerSnapshot {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]WorkerSnapshot, 0, len(d.workers))
+	seen := map[string]bool{}
+	for _, w := range d.workers {
+		ws := WorkerSnapshot{ID: w.id, Node: w.node, Pod: w.pod, Session: w.bound, Connected: w.connected, Registered: true}
+		if w.stream != nil {
+			ws.Running = len(w.stream.tasks)
+		}
+		seen[w.id] = true
+		out = append(out, ws)
+	}
+	for _, s := range d.sessions {
+		for st := range s.streams {
+			if st.worker != nil || seen[st.workerID] {
+				continue
+			}
+			out = append(out, WorkerSnapshot{ID: st.workerID, Session: s.id, Running: len(st.tasks), Connected: st.opened})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
