@@ -21,7 +21,7 @@ func TestForeignSeesALeftoverGoroutine(t *testing.T) {
 	}
 	close(stop)
 	<-done
-	if got := wait(5e9); strings.Contains(got, "parkedForTest") {
+	if got := wait(1e9); strings.Contains(got, "parkedForTest") {
 		t.Fatalf("an ended goroutine is still reported:\n%s", got)
 	}
 }
