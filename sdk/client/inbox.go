@@ -38,6 +38,10 @@ type inbox[T any] struct {
 	handed      atomic.Uint64
 	repeats     atomic.Uint64
 	lastAckSent atomic.Int64 // unix nanoseconds
+
+	// onHanded, when set before deliver starts, is called with the id of
+	// each item handed to the application (it frees an in-flight slot).
+	onHanded func(id string)
 }
 
 type inboxItem[T any] struct {
@@ -125,7 +129,17 @@ func (in *inbox[T]) deliver(ctx context.Context) {
 		in.delivered[it.id] = true
 		in.addAckLocked(it.id)
 		in.mu.Unlock()
+		if in.onHanded != nil {
+			in.onHanded(it.id)
+		}
 	}
+}
+
+// handedOver reports whether the item id was handed to the application.
+func (in *inbox[T]) handedOver(id string) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.delivered[id]
 }
 
 // addAckLocked queues an ack and asks for a flush when a group is full, or

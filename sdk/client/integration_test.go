@@ -304,8 +304,8 @@ func TestErrorsCarryStatusCodes(t *testing.T) {
 	}
 	// A rejected batch fails its Submit with the server's code; the
 	// session keeps working.
-	if _, err := s.Submit(ctx, []client.Task{{ID: ""}}); status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("Submit of an empty id: %v", err)
+	if _, err := s.Submit(ctx, []client.Task{{ID: strings.Repeat("x", 300)}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Submit of a 300-byte id: %v", err)
 	}
 	if res, err := s.Submit(ctx, tasks("ok", 0, 3)); err != nil || res.Accepted != 3 {
 		t.Fatalf("Submit after a rejection: %+v, %v", res, err)

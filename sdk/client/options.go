@@ -53,12 +53,19 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 type SessionOption func(*sessionOptions)
 
 type sessionOptions struct {
-	id         string
-	app        string
-	maxBatch   int
-	maxBytes   int
-	bufferSize int
+	id          string
+	app         string
+	maxBatch    int
+	maxBytes    int
+	bufferSize  int
+	maxInflight int
+	linger      time.Duration
+	adaptive    bool
 }
+
+// DefaultLinger is how long Session.Add lets a task wait for others to
+// share its batch, at most.
+const DefaultLinger = 2 * time.Millisecond
 
 // WithSessionID asks CreateSession for this session id instead of a
 // server-generated one.
@@ -83,8 +90,56 @@ func WithMaxBatch(tasks, bytes int) SessionOption {
 // on the stream, so they never hold up submit acknowledgements.
 func WithResultBuffer(n int) SessionOption { return func(o *sessionOptions) { o.bufferSize = n } }
 
+// WithMaxInflightTasks bounds the tasks in flight: submitted (Submit or
+// Add) by this Session and whose result or dead letter the application has
+// not received yet. Submit and Add wait while the bound is reached, until
+// results are read or their context ends. The default is
+// DefaultMaxInflightTasks; n < 0 removes the bound. A single Submit larger
+// than n is let through when nothing else is in flight.
+//
+// The bound is on ids: resending a task id that is in flight costs nothing
+// more. Tasks the server acknowledges as duplicates of tasks submitted
+// earlier (for example by a previous process attached to the session) stop
+// counting at once when their whole batch was duplicates.
+func WithMaxInflightTasks(n int) SessionOption {
+	return func(o *sessionOptions) {
+		if n == 0 {
+			n = DefaultMaxInflightTasks
+		}
+		o.maxInflight = n
+	}
+}
+
+// WithLinger sets how long a task given to Session.Add may wait for others
+// to fill its batch (default DefaultLinger). A batch leaves when it holds
+// WithMaxBatch's tasks or bytes, when its oldest task lingered d, or on
+// Flush. d < 0 disables the time limit: batches leave full or on Flush only
+// (fixed-size batching).
+func WithLinger(d time.Duration) SessionOption {
+	return func(o *sessionOptions) {
+		if d == 0 {
+			d = DefaultLinger
+		}
+		o.linger = d
+	}
+}
+
+// WithAdaptiveBatching turns adaptive batching for Session.Add on or off
+// (default on). Adaptive: when none of Add's batches is waiting for its
+// acknowledgement, a task is sent at once, alone, and the tasks added
+// while a batch is in flight are sent together as soon as its
+// acknowledgement arrives (or the batch fills, or the linger ends). A
+// lone task thus pays no linger (ping-pong latency), and under load the
+// batches grow by themselves to what one round trip accumulates. Off: every
+// task waits for the batch to fill or for the linger, which gives fewer,
+// fuller batches at the price of up to the linger's latency.
+func WithAdaptiveBatching(on bool) SessionOption {
+	return func(o *sessionOptions) { o.adaptive = on }
+}
+
 func sessionDefaults(opts []SessionOption) sessionOptions {
-	o := sessionOptions{maxBatch: 1000, maxBytes: 2 << 20}
+	o := sessionOptions{maxBatch: 1000, maxBytes: 2 << 20, maxInflight: DefaultMaxInflightTasks,
+		linger: DefaultLinger, adaptive: true}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -30,6 +30,13 @@ type pendingBatch struct {
 	batch *griddpb.Batch
 	done  chan submitOutcome // cap 1, written once
 	sends int
+	// notify, when set, is called once with the outcome too, outside the
+	// outbox's lock: the Add path learns of acks without a goroutine per
+	// batch waiting on done.
+	notify func(*pendingBatch, submitOutcome)
+	// counted are the ids this batch added to the in-flight count (see
+	// flow): released if the batch is rejected or abandoned.
+	counted []string
 }
 
 type submitOutcome struct {
@@ -42,7 +49,12 @@ func newOutbox() *outbox {
 }
 
 // add numbers the batch, keeps it and queues it for sending.
-func (o *outbox) add(b *griddpb.Batch) (*pendingBatch, error) {
+func (o *outbox) add(b *griddpb.Batch) (*pendingBatch, error) { return o.addWith(b, nil, nil) }
+
+// addWith is add recording the ids the batch counts in flight and a
+// function called with its outcome.
+func (o *outbox) addWith(b *griddpb.Batch, counted []string,
+	notify func(*pendingBatch, submitOutcome)) (*pendingBatch, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.err != nil {
@@ -50,7 +62,8 @@ func (o *outbox) add(b *griddpb.Batch) (*pendingBatch, error) {
 	}
 	o.nextSeq++
 	b.Seq = o.nextSeq
-	p := &pendingBatch{seq: b.Seq, batch: b, done: make(chan submitOutcome, 1)}
+	p := &pendingBatch{seq: b.Seq, batch: b, done: make(chan submitOutcome, 1), notify: notify,
+		counted: counted}
 	o.pending[p.seq] = p
 	o.unsent = append(o.unsent, p)
 	kick(o.kick)
@@ -94,13 +107,16 @@ func (o *outbox) resendAll() int {
 
 // complete settles the batch an ack names. A second ack for the same seq
 // (the answer to a resend) finds nothing and is ignored.
-func (o *outbox) complete(a *griddpb.SubmitAck) bool {
+func (o *outbox) complete(a *griddpb.SubmitAck) bool { return o.completeBatch(a) != nil }
+
+// completeBatch is complete returning the settled batch, or nil.
+func (o *outbox) completeBatch(a *griddpb.SubmitAck) *pendingBatch {
 	o.mu.Lock()
 	p, ok := o.pending[a.GetSeq()]
 	delete(o.pending, a.GetSeq())
 	o.mu.Unlock()
 	if !ok {
-		return false
+		return nil
 	}
 	out := submitOutcome{ack: a}
 	if c := codes.Code(a.GetCode()); c != codes.OK {
@@ -108,8 +124,15 @@ func (o *outbox) complete(a *griddpb.SubmitAck) bool {
 		// rejected again.
 		out.err = status.Error(c, a.GetMessage())
 	}
+	p.settle(out)
+	return p
+}
+
+func (p *pendingBatch) settle(out submitOutcome) {
 	p.done <- out
-	return true
+	if p.notify != nil {
+		p.notify(p, out)
+	}
 }
 
 // drop forgets a batch whose submitter stopped waiting.
@@ -124,15 +147,19 @@ func (o *outbox) drop(p *pendingBatch) {
 // fail settles every pending batch with err and refuses new ones.
 func (o *outbox) fail(err error) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	if o.err == nil {
 		o.err = err
 	}
+	failed := make([]*pendingBatch, 0, len(o.pending))
 	for seq, p := range o.pending {
-		p.done <- submitOutcome{err: err}
+		failed = append(failed, p)
 		delete(o.pending, seq)
 	}
 	o.unsent = nil
+	o.mu.Unlock()
+	for _, p := range failed {
+		p.settle(submitOutcome{err: err})
+	}
 }
 
 // len is the number of batches waiting for their ack.
