@@ -52,6 +52,8 @@ const (
 	defaultElectionTimeout    = time.Second
 	defaultLeaderLeaseTimeout = 500 * time.Millisecond
 	defaultApplyTimeout       = 10 * time.Second
+	// logCacheSize is how many recent log entries stay decoded in memory.
+	logCacheSize = 1024
 	// lockTimeout is how long Open waits for the raft.db file lock before
 	// concluding that another process uses the data dir.
 	lockTimeout = time.Second

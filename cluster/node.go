@@ -124,7 +124,14 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("cluster: read state in %s: %w", cfg.DataDir, err)
 	}
-	if n.raft, err = raft.NewRaft(rc, adapter, n.store, n.store, snaps, n.trans); err != nil {
+	// The cache keeps the newest entries decoded in memory: the leader
+	// reads back what it just wrote to replicate and apply it, and without
+	// the cache each read is a bbolt lookup plus a msgpack decode.
+	logs, err := raft.NewLogCache(logCacheSize, n.store)
+	if err != nil {
+		return fmt.Errorf("cluster: log cache: %w", err)
+	}
+	if n.raft, err = raft.NewRaft(rc, adapter, logs, n.store, snaps, n.trans); err != nil {
 		return fmt.Errorf("cluster: start raft on %s: %w", cfg.DataDir, err)
 	}
 	if hasState || !cfg.Bootstrap {
