@@ -4,14 +4,16 @@ import (
 	"bytes"
 	"context"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gridd/gridd/internal/leakcheck"
 	"github.com/gridd/gridd/internal/testcluster"
 )
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // The command end to end: a worker and a client against a real one-node
 // cluster, over real gRPC.
@@ -53,7 +55,6 @@ func TestWorkerAndClient(t *testing.T) {
 	if z, err := strconv.ParseFloat(m[2], 64); err != nil || z < -4 || z > 4 {
 		t.Errorf("call price %s is %s std errs from the closed form", m[1], m[2])
 	}
-	checkNoLeaks(t)
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -64,28 +65,5 @@ func TestUsageErrors(t *testing.T) {
 		if code := run(ctx, args, &out, &errs); code != 2 {
 			t.Errorf("run(%q) = %d, want 2", args, code)
 		}
-	}
-}
-
-// checkNoLeaks waits until no SDK or example goroutine is left.
-func checkNoLeaks(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var left []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if (strings.Contains(g, "gridd/gridd/sdk/") || strings.Contains(g, "gridd/examples/")) && !strings.Contains(g, "_test.go") {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines left, e.g.:\n%s", len(left), left[0])
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
