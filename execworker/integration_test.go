@@ -3,6 +3,7 @@ package execworker
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ printf '%s' "$p" | tr a-z A-Z`})
 		if err := <-workerDone; err != nil {
 			t.Errorf("worker.Run: %v", err)
 		}
+		checkNoLeaks(t)
 	}()
 
 	cl, err := client.Dial(ctx, c.Addrs(), client.WithLogger(testLogger(t)))
@@ -91,5 +93,30 @@ printf '%s' "$p" | tr a-z A-Z`})
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Errorf("close session: %v", err)
+	}
+}
+
+// checkNoLeaks fails if goroutines of this package or of the worker SDK
+// outlive a stopped worker.
+func checkNoLeaks(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var left []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if (strings.Contains(g, "gridd/gridd/execworker.") || strings.Contains(g, "gridd/gridd/sdk/worker.")) &&
+				!strings.Contains(g, "_test.go") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines left, e.g.:\n%s", len(left), left[0])
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
