@@ -1,18 +1,3 @@
-// Package client is the Go SDK for applications that submit tasks to a gridd
-// cluster and collect their results.
-//
-// A Client discovers the Raft leader among the addresses it is given and
-// talks to it directly; when the leader dies it finds the new one and
-// retries, with exponential backoff and jitter. A Session submits batches of
-// tasks on one long-lived stream and receives each task's result exactly
-// once, even when the cluster fails over underneath it.
-//
-// Errors: every error returned by this package carries a gRPC status, so
-// status.Code(err) tells what happened: the server's code (InvalidArgument,
-// NotFound, FailedPrecondition, ...) when it refused the call, Unavailable
-// when no leader could be reached, DeadlineExceeded or Canceled when the
-// caller's context ended first (errors.Is(err, context.DeadlineExceeded)
-// works too), Canceled with ErrDetached for a stopped session.
 package client
 
 import (
