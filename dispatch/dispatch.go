@@ -69,6 +69,7 @@ type clientKey struct {
 type clientClaim struct {
 	cancel context.CancelFunc
 	notify chan struct{}
+	early  []*griddpb.Message // results sent before their commit
 }
 
 // session is the dispatcher's view of one open session.

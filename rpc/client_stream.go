@@ -136,8 +136,13 @@ func (s *Server) ClientStream(stream griddpb.Queue_ClientStreamServer) error {
 	defer release()
 	p := newPump(cctx)
 	defer p.cancel()
-	go s.receiveClient(stream, sid, p)
+	early := newEarlyResults()
+	go s.receiveClient(stream, sid, p, early)
 	var cursor uint64
+	send := func(msgs []*griddpb.Message) error {
+		return stream.Send(&griddpb.ServerMessage{Kind: &griddpb.ServerMessage_Results{
+			Results: &griddpb.Batch{SessionId: sid, Messages: msgs}}})
+	}
 	for {
 		select {
 		case <-p.ctx.Done():
@@ -147,22 +152,70 @@ func (s *Server) ClientStream(stream griddpb.Queue_ClientStreamServer) error {
 				return err
 			}
 		case <-notify:
-			for {
-				rs := s.fsm.ResultsAfter(sid, cursor, resultsPerMessage)
-				if len(rs) == 0 {
-					break
-				}
-				b := &griddpb.Batch{SessionId: sid, Messages: make([]*griddpb.Message, len(rs))}
-				for i, r := range rs {
-					b.Messages[i] = &griddpb.Message{Id: r.TaskID, Payload: r.Payload, Attempt: r.Attempt}
-				}
-				cursor = rs[len(rs)-1].Seq
-				if err := stream.Send(&griddpb.ServerMessage{Kind: &griddpb.ServerMessage_Results{Results: b}}); err != nil {
-					return err
-				}
+			if err := s.sendEarly(sid, notify, early, send); err != nil {
+				return err
+			}
+			var err error
+			if cursor, err = s.sendCommitted(p, sid, cursor, early, send); err != nil {
+				return err
 			}
 		}
 	}
+}
+
+// sendEarly sends the results workers returned that are not committed yet.
+// A result whose task is no longer pending was committed meanwhile: the
+// committed path sends it (or already did).
+func (s *Server) sendEarly(sid string, notify <-chan struct{}, early *earlyResults, send func([]*griddpb.Message) error) error {
+	msgs := s.disp.TakeEarly(sid, notify)
+	if len(msgs) == 0 {
+		return nil
+	}
+	pending := msgs[:0]
+	for _, m := range msgs {
+		if s.fsm.TaskPending(sid, m.Id) {
+			pending = append(pending, m)
+		}
+	}
+	if fresh := early.add(pending); len(fresh) > 0 {
+		return send(fresh)
+	}
+	return nil
+}
+
+// sendCommitted sends the committed results after cursor that were not
+// sent early, proposes the acknowledgements held back for early ones, and
+// returns the new cursor.
+func (s *Server) sendCommitted(p *pump, sid string, cursor uint64, early *earlyResults, send func([]*griddpb.Message) error) (uint64, error) {
+	var heldAcks []string
+	for {
+		rs := s.fsm.ResultsAfter(sid, cursor, resultsPerMessage)
+		if len(rs) == 0 {
+			break
+		}
+		msgs := make([]*griddpb.Message, 0, len(rs))
+		for _, r := range rs {
+			if sentEarly, acked := early.committed(r.TaskID); sentEarly {
+				if acked {
+					heldAcks = append(heldAcks, r.TaskID)
+				}
+				continue
+			}
+			msgs = append(msgs, &griddpb.Message{Id: r.TaskID, Payload: r.Payload, Attempt: r.Attempt})
+		}
+		cursor = rs[len(rs)-1].Seq
+		if len(msgs) > 0 {
+			if err := send(msgs); err != nil {
+				return cursor, err
+			}
+		}
+	}
+	if len(heldAcks) > 0 {
+		p.async(func() {
+			s.ack(p, &fsmpb.Command{Cmd: &fsmpb.Command_AckResults{AckResults: &fsmpb.Ack{SessionId: sid, TaskIds: heldAcks}}})
+		})
+	}
+	return cursor, nil
 }
 
 // streamEnded explains why the server ended a stream: the client must
@@ -174,7 +227,7 @@ func streamEnded(ctx context.Context) error {
 	return status.Error(codes.Unavailable, "stream ended by the server: a newer stream of this session took over, the session closed, or leadership moved; reconnect")
 }
 
-func (s *Server) receiveClient(stream griddpb.Queue_ClientStreamServer, sid string, p *pump) {
+func (s *Server) receiveClient(stream griddpb.Queue_ClientStreamServer, sid string, p *pump, early *earlyResults) {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -202,8 +255,12 @@ func (s *Server) receiveClient(stream griddpb.Queue_ClientStreamServer, sid stri
 				p.fail(toStatus(err))
 				return
 			}
+			ids := early.holdAcks(a.Ids)
+			if len(ids) == 0 {
+				continue
+			}
 			p.async(func() {
-				s.ack(p, &fsmpb.Command{Cmd: &fsmpb.Command_AckResults{AckResults: &fsmpb.Ack{SessionId: sid, TaskIds: a.Ids}}})
+				s.ack(p, &fsmpb.Command{Cmd: &fsmpb.Command_AckResults{AckResults: &fsmpb.Ack{SessionId: sid, TaskIds: ids}}})
 			})
 		default:
 			p.fail(status.Error(codes.InvalidArgument, "empty client message: set submit or ack"))

@@ -112,6 +112,9 @@ func (s *Server) WorkerStream(stream griddpb.Queue_WorkerStreamServer) error {
 				p.fail(toStatus(err))
 				return
 			}
+			// Results go to the client before their commit; the client's
+			// acknowledgements are held until the commit (see early.go).
+			s.disp.EarlyResults(st, b.Messages)
 			p.async(func() { s.recordOutcomes(p, sid, b) })
 		}
 	}()

@@ -162,6 +162,18 @@ func TestLeaderKillLosesNothing(t *testing.T) {
 		t.Fatalf("distinct results = %d, want %d", distinct, total)
 	}
 
+	// Every result the application took is acknowledged, so the
+	// replicated state lets go of it (results sent before their commit
+	// included: their acks must not overtake them in the log).
+	c.WaitFor("every result acknowledged", 30*time.Second, func() bool {
+		l := c.Leader()
+		if l < 0 {
+			return false
+		}
+		info, ok := c.Nodes[l].Srv.Node().FSM().Session(sess.ID())
+		return ok && info.Pending == 0 && info.ResultsUnacked == 0 && info.Completed == uint64(total)
+	})
+
 	// The killed node comes back from its data dir and catches up.
 	c.Restart(leader)
 	c.WaitConverged()
