@@ -1,11 +1,12 @@
 //go:build unix
 
 // Command demo is what `make run` shows: a local 3-node gridd cluster, four
-// montecarlo workers and a client workload, with the Raft leader killed
-// (SIGKILL) at 40% of the results and restarted from its data directory.
-// The summary says whether any task was lost or duplicated.
+// pricing workers and a client pricing a European option by Monte Carlo,
+// with the Raft leader killed (SIGKILL) at 40% of the results and
+// restarted from its data directory. The summary gives the price next to
+// the closed form and says whether any task was lost or duplicated.
 //
-// It builds nothing: it runs bin/gridd and bin/montecarlo (make build).
+// It builds nothing: it runs bin/gridd and bin/pricing (make build).
 // Every child runs in its own process group and is stopped on exit,
 // Ctrl-C included. Logs are in .demo/*.log.
 package main
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/gridd/gridd/examples/montecarlo/mc"
+	"github.com/gridd/gridd/examples/pricing/pricer"
 	"github.com/gridd/gridd/sdk/client"
 )
 
@@ -32,7 +34,7 @@ type config struct {
 	bin, dir string
 	tasks    int
 	workers  int
-	samples  int
+	paths    int
 	killAt   float64
 }
 
@@ -44,11 +46,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var cfg config
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.bin, "bin", "bin", "directory holding the gridd and montecarlo binaries")
+	fs.StringVar(&cfg.bin, "bin", "bin", "directory holding the gridd and pricing binaries")
 	fs.StringVar(&cfg.dir, "dir", ".demo", "working directory (emptied first): node data and logs")
 	fs.IntVar(&cfg.tasks, "tasks", 20_000, "tasks to submit")
 	fs.IntVar(&cfg.workers, "workers", 4, "worker processes")
-	fs.IntVar(&cfg.samples, "samples", 200_000, "random points per task")
+	fs.IntVar(&cfg.paths, "paths", 100_000, "Monte Carlo paths per task")
 	fs.Float64Var(&cfg.killAt, "kill-at", 0.4, "fraction of results after which the leader is killed (0 or more than 1: never)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -106,6 +108,8 @@ type demo struct {
 	reconnects uint64 // the session's reconnections before the kill
 	firstAfter time.Duration
 	restarted  bool
+	done       int    // results so far, for the progress bar
+	sessRecon  uint64 // the session's reconnections so far
 }
 
 func (d *demo) logf(format string, a ...any) {
@@ -123,8 +127,8 @@ func (d *demo) cleanup() {
 
 func (d *demo) setup(ctx context.Context) error {
 	d.start = time.Now()
-	gridd, montecarlo := filepath.Join(d.cfg.bin, "gridd"), filepath.Join(d.cfg.bin, "montecarlo")
-	for _, b := range []string{gridd, montecarlo} {
+	gridd, pricing := filepath.Join(d.cfg.bin, "gridd"), filepath.Join(d.cfg.bin, "pricing")
+	for _, b := range []string{gridd, pricing} {
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("%s not found: run `make build` first (%w)", b, err)
 		}
@@ -162,8 +166,8 @@ func (d *demo) setup(ctx context.Context) error {
 	}
 	for i := range d.cfg.workers {
 		name := fmt.Sprintf("worker-%d", i+1)
-		w := d.procs.add(name, filepath.Join(d.cfg.dir, name+".log"), montecarlo, "worker",
-			"--addrs", joinAddrs(), "--id", name, "--node", "demo", "--pod", name)
+		w := d.procs.add(name, filepath.Join(d.cfg.dir, name+".log"), pricing, "worker",
+			"--addr", joinAddrs(), "--id", name, "--node", "demo", "--pod", name)
 		// CPU-bound workers must not starve the nodes' Raft heartbeats
 		// on a small machine, or leadership moves before the demo's kill.
 		w.nice = 10
@@ -171,7 +175,7 @@ func (d *demo) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	d.logf("started %d montecarlo workers", d.cfg.workers)
+	d.logf("started %d pricing workers", d.cfg.workers)
 	return nil
 }
 
@@ -271,11 +275,13 @@ func (d *demo) onResult(ctx context.Context) func(done, total int, s *client.Ses
 		if d.cfg.killAt > 0 && d.cfg.killAt <= 1 && float64(done) >= d.cfg.killAt*float64(total) {
 			once.Do(func() { go d.killLeader(ctx, done, s) })
 		}
+		reconnects := s.Stats().Reconnects
 		d.mu.Lock()
 		defer d.mu.Unlock()
+		d.done, d.sessRecon = done, reconnects
 		// The first result after the kill that came through a new stream:
 		// results already buffered before the kill do not count.
-		if !d.killTime.IsZero() && d.firstAfter == 0 && s.Stats().Reconnects > d.reconnects {
+		if !d.killTime.IsZero() && d.firstAfter == 0 && reconnects > d.reconnects {
 			d.firstAfter = time.Since(d.killTime)
 		}
 	}
@@ -318,12 +324,46 @@ func (d *demo) killLeader(ctx context.Context, done int, s *client.Session) {
 	d.logf("restarted %s (pid %d) from %s", n.name, n.pid(), filepath.Join(d.cfg.dir, n.name))
 }
 
+// showProgress redraws the progress bar a few times a second until stop
+// is closed, then draws its last state.
+func (d *demo) showProgress(stop <-chan struct{}) {
+	update := func() {
+		d.mu.Lock()
+		done, extra := d.done, fmt.Sprintf("reconnects %d", d.sessRecon)
+		d.mu.Unlock()
+		d.progress.Update(done, extra)
+	}
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		update()
+		select {
+		case <-stop:
+			update()
+			d.progress.Finish()
+			return
+		case <-t.C:
+			d.progress.Tick()
+		}
+	}
+}
+
 func (d *demo) workload(ctx context.Context) (bool, error) {
-	d.logf("submitting %d tasks (%d samples each) in batches of 100", d.cfg.tasks, d.cfg.samples)
-	sum, err := mc.Run(ctx, d.client, mc.Config{
-		Tasks: d.cfg.tasks, Samples: d.cfg.samples, Seed: uint64(time.Now().UnixNano()),
-		Progress: d.progress, OnResult: d.onResult(ctx), Logger: slog.New(slog.DiscardHandler),
+	m := pricer.DefaultMarket
+	d.logf("pricing a European call and put (S0=%g K=%g r=%g sigma=%g T=%g): %d tasks of %d paths, in batches of 100",
+		m.S0, m.K, m.R, m.Sigma, m.T, d.cfg.tasks, d.cfg.paths)
+	d.progress.Start(d.cfg.tasks)
+	stop, shown := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(shown)
+		d.showProgress(stop)
+	}()
+	sum, err := pricer.Run(ctx, d.client, pricer.Config{
+		Market: m, Tasks: d.cfg.tasks, Paths: d.cfg.tasks * d.cfg.paths, BatchSize: 100,
+		Seed: uint64(time.Now().UnixNano()), OnResult: d.onResult(ctx), Logger: slog.New(slog.DiscardHandler),
 	})
+	close(stop)
+	<-shown
 	if err != nil && errors.Is(err, context.Canceled) {
 		return false, err
 	}

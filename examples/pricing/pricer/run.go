@@ -118,7 +118,7 @@ func (s Summary) Print(w io.Writer) {
 		e    Estimate
 		bs   float64
 	}{{"call", s.Call, s.CallBS}, {"put", s.Put, s.PutBS}} {
-		fmt.Fprintf(w, "%-4s price         %.4f  (std err %.4f, 95%% CI [%.4f, %.4f]); Black-Scholes %.4f, %+.1f std err\n",
+		fmt.Fprintf(w, "%-4s price         %.4f  (std err %.2g, 95%% CI [%.4f, %.4f]); Black-Scholes %.4f, %+.1f std err\n",
 			o.name, o.e.Price, o.e.StdErr, o.e.Low, o.e.High, o.bs, (o.e.Price-o.bs)/o.e.StdErr)
 	}
 	fmt.Fprintf(w, "tasks              %d\n", s.Tasks)
