@@ -49,19 +49,23 @@ func (f *flow) acquire(ctx context.Context, tasks []Task, known func(string) boo
 			f.mu.Unlock()
 			return nil, err
 		}
+		// Count the group tentatively (that also skips repeats inside it),
+		// and take it back if it does not fit.
+		before := len(f.ids)
 		var fresh []string
 		for _, t := range tasks {
 			if _, ok := f.ids[t.ID]; ok || (known != nil && known(t.ID)) {
 				continue
 			}
+			f.ids[t.ID] = struct{}{}
 			fresh = append(fresh, t.ID)
 		}
-		if f.max <= 0 || len(f.ids)+len(fresh) <= f.max || len(f.ids) == 0 {
-			for _, id := range fresh {
-				f.ids[id] = struct{}{}
-			}
+		if f.max <= 0 || len(f.ids) <= f.max || before == 0 {
 			f.mu.Unlock()
 			return fresh, nil
+		}
+		for _, id := range fresh {
+			delete(f.ids, id)
 		}
 		freed := f.freed
 		f.mu.Unlock()
