@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,7 +19,13 @@ import (
 )
 
 func main() {
-	os.Exit(execute(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+	// Ctrl-C and SIGTERM cancel the command's context, so that long-running
+	// commands (submit, session watch, bench) stop cleanly: acknowledgements
+	// flushed, bench's session closed. A second signal kills as usual.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := execute(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // execute runs gridctl with args and returns the exit code: 0, or 1 with
@@ -29,6 +37,10 @@ func execute(ctx context.Context, args []string, lookupEnv func(string) (string,
 	cmd.SetErr(stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "gridctl: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
 		return 1
 	}
 	return 0
@@ -79,6 +91,7 @@ func newRootCmd(lookupEnv func(string) (string, bool)) *cobra.Command {
 		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
 	})
 	root.AddCommand(newClusterCmd(g), newSessionCmd(g))
+	root.AddCommand(newSubmitCmd(g), newDLQCmd(g), newWorkersCmd(g), newBenchCmd(g))
 	return root
 }
 

@@ -16,7 +16,7 @@ import (
 
 func newSessionCmd(g *globals) *cobra.Command {
 	return group("session", "List, inspect, update and close sessions",
-		sessionListCmd(g), sessionShowCmd(g), sessionUpdateCmd(g), sessionCloseCmd(g))
+		sessionListCmd(g), sessionShowCmd(g), sessionUpdateCmd(g), sessionCloseCmd(g), sessionWatchCmd(g))
 }
 
 // requestID is the idempotency key of one session write. It is made once
