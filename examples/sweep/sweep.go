@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,7 +99,11 @@ func Best(pts []Point, n int) []Point {
 // Handle is the worker's handler: a point in, the point with its value out.
 func Handle(_ context.Context, t worker.Task) ([]byte, error) {
 	var p Point
-	if err := json.Unmarshal(t.Payload, &p); err != nil {
+	// Strict, so that another example's task fails here instead of
+	// being evaluated at (0, 0).
+	dec := json.NewDecoder(bytes.NewReader(t.Payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
 		return nil, fmt.Errorf("sweep: bad task payload (not a sweep task?): %w", err)
 	}
 	p.F = Rosenbrock(p.X, p.Y)

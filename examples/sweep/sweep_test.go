@@ -116,3 +116,12 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// Another example's task fails instead of being evaluated at (0, 0).
+func TestHandleRejectsForeignTasks(t *testing.T) {
+	for _, p := range []string{`{"s0":100,"k":100,"seed":1,"paths":2}`, `{"x":1,"y":1,"extra":true}`} {
+		if out, err := Handle(context.Background(), worker.Task{Payload: []byte(p)}); err == nil {
+			t.Errorf("Handle(%s) = %s, want an error", p, out)
+		}
+	}
+}

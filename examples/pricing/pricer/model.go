@@ -6,6 +6,7 @@
 package pricer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,7 +73,11 @@ func (s Spec) Encode() []byte {
 // DecodeSpec parses and checks a task payload.
 func DecodeSpec(b []byte) (Spec, error) {
 	var s Spec
-	if err := json.Unmarshal(b, &s); err != nil {
+	// Strict, so that another example's task fails here instead of
+	// being priced with zero parameters.
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
 		return s, fmt.Errorf("pricer: bad task payload (not a pricing task?): %w", err)
 	}
 	if s.Paths < 2 || s.Paths > MaxPaths || s.Paths%2 != 0 {

@@ -100,7 +100,7 @@ func TestSpecsSplitThePaths(t *testing.T) {
 func TestDecodeSpecRejects(t *testing.T) {
 	for _, bad := range []string{"", "{", "hello world", `{"paths":3,"s0":1,"k":1,"sigma":1,"t":1}`,
 		`{"paths":0,"s0":1,"k":1,"sigma":1,"t":1}`, `{"paths":2,"s0":0,"k":1,"sigma":1,"t":1}`,
-		`{"paths":2,"s0":1,"k":1,"sigma":1,"t":-1}`} {
+		`{"paths":2,"s0":1,"k":1,"sigma":1,"t":-1}`, `{"i":1,"j":2,"x":0.5,"y":1}`} {
 		if _, err := DecodeSpec([]byte(bad)); err == nil {
 			t.Errorf("DecodeSpec(%q) accepted", bad)
 		}

@@ -112,7 +112,7 @@ func (s Summary) OK() bool {
 func (s Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "session            %s\n", s.SessionID)
 	fmt.Fprintf(w, "option             European, S0=%g K=%g r=%g sigma=%g T=%g\n", s.S0, s.K, s.R, s.Sigma, s.T)
-	fmt.Fprintf(w, "paths              %d (antithetic pairs)\n", s.Paths)
+	fmt.Fprintf(w, "paths              %d (in antithetic pairs)\n", s.Paths)
 	for _, o := range []struct {
 		name string
 		e    Estimate
