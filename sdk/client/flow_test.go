@@ -3,8 +3,11 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/gridd/gridd/rpc/griddpb"
 )
 
 func idTasks(ids ...string) []Task {
@@ -57,5 +60,29 @@ func TestFlowBound(t *testing.T) {
 	}
 	if _, err := newFlow(-1).acquire(ctx, idTasks("x", "y"), nil); err != nil {
 		t.Fatalf("unbounded: %v", err)
+	}
+}
+
+// Acks that piled up go out in messages the server accepts, and those not
+// sent when a send fails stay queued for the next stream.
+func TestSendAcksSplits(t *testing.T) {
+	in := newInbox[string](0)
+	for i := range 2*maxAckIDs + 10 {
+		in.addAckLocked(fmt.Sprint(i))
+	}
+	var sizes []int
+	fail := errors.New("broken stream")
+	err := sendAcks(in, func(a *griddpb.Ack) error {
+		if len(sizes) == 2 {
+			return fail
+		}
+		sizes = append(sizes, len(a.GetIds()))
+		return nil
+	})
+	if !errors.Is(err, fail) || len(sizes) != 2 || sizes[0] != maxAckIDs || sizes[1] != maxAckIDs {
+		t.Fatalf("sendAcks: %v, sizes %v", err, sizes)
+	}
+	if n := in.pendingAcks(); n != 10 {
+		t.Fatalf("%d acks left queued, want 10", n)
 	}
 }

@@ -126,18 +126,24 @@ func runStream(ctx context.Context, cancel context.CancelFunc,
 	return err
 }
 
-// sendAcks sends the inbox's pending acks, putting them back if the send
-// fails so the next stream sends them.
+// maxAckIDs bounds the ids of one Ack message. Acks pile up while the
+// sender is busy sending batches; the server refuses an Ack of more than
+// its batch limit (10,000 ids by default) and ends the stream.
+const maxAckIDs = 1000
+
+// sendAcks sends the inbox's pending acks, at most maxAckIDs a message,
+// putting back those not sent if a send fails so the next stream sends them.
 func sendAcks[T any](in *inbox[T], send func(*griddpb.Ack) error) error {
 	ids := in.takeAcks()
-	if len(ids) == 0 {
-		return nil
+	for len(ids) > 0 {
+		n := min(len(ids), maxAckIDs)
+		if err := send(&griddpb.Ack{Ids: ids[:n:n]}); err != nil {
+			in.restoreAcks(ids)
+			return err
+		}
+		ids = ids[n:]
+		in.lastAckSent.Store(time.Now().UnixNano())
 	}
-	if err := send(&griddpb.Ack{Ids: ids}); err != nil {
-		in.restoreAcks(ids)
-		return err
-	}
-	in.lastAckSent.Store(time.Now().UnixNano())
 	return nil
 }
 
