@@ -258,7 +258,8 @@ func (b *bench) run(ctx context.Context, bar *progressBar) error {
 			subErr <- err
 		}
 	}()
-	defer func() { cancel(); <-subDone }()
+	finished := subDone // subDone is set to nil once seen
+	defer func() { cancel(); <-finished }()
 
 	results, dead := b.s.Results(), b.s.DeadLetters()
 	tick := time.NewTicker(200 * time.Millisecond)
