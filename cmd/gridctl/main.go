@@ -56,9 +56,11 @@ type globals struct {
 
 const defaultAddr = "127.0.0.1:1337"
 
-const rootLong = `gridctl operates a gridd cluster: it shows the cluster's members and leader,
-adds and removes nodes, moves leadership, and lists, inspects, updates and
-closes sessions.
+const rootLong = `gridctl operates a gridd cluster from the shell: it shows the cluster's
+members and leader, adds and removes nodes and moves leadership; lists,
+inspects, updates, watches and closes sessions; submits tasks from a file or
+stdin and prints their results; lists, retries and purges dead letters; lists
+the connected workers; and benchmarks the cluster end to end.
 
 It talks to the nodes given by --addr (or GRIDCTL_ADDR), trying each until one
 answers; any node will do, because followers forward writes to the leader.
@@ -67,13 +69,15 @@ An API key is sent with --api-key (or GRIDCTL_API_KEY).`
 const rootExample = `  gridctl cluster status
   gridctl --addr 127.0.0.1:21337,127.0.0.1:21338,127.0.0.1:21339 cluster members
   gridctl session list --all --output json
-  gridctl session update 01J9ZQ3V6X6M6P3N4V6ZB0D2QK --priority 8 --max-workers 16`
+  gridctl session update 01J9ZQ3V6X6M6P3N4V6ZB0D2QK --priority 8 --max-workers 16
+  seq 1000 | gridctl submit --max-attempts 2 > results.tsv
+  gridctl bench --tasks 200000 --batch 100 --workers 4`
 
 func newRootCmd(lookupEnv func(string) (string, bool)) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:           "gridctl",
-		Short:         "Operate a gridd cluster: members, leadership and sessions",
+		Short:         "Operate a gridd cluster: members, sessions, tasks, dead letters, benchmarks",
 		Long:          rootLong,
 		Example:       rootExample,
 		SilenceUsage:  true,
