@@ -48,7 +48,8 @@ func foreign() string {
 		// A killed node's raft never answers commands it committed but had
 		// not yet applied; the cluster's await helper then stays blocked
 		// (see cluster.(*Node).await). Only Kill, a simulated crash, does it.
-		if strings.Contains(g, "cluster.(*Node).await.func1") && strings.Contains(g, "raft.(*logFuture).Error") {
+		if strings.Contains(g, "cluster.(*Node).await.func1") &&
+			(strings.Contains(g, "raft.(*logFuture).Error") || strings.Contains(g, "raft.(*deferError).Error")) {
 			continue
 		}
 		if strings.Contains(g, "testing.(*M).Run") || strings.Contains(g, "leakcheck.Main") ||
