@@ -40,6 +40,7 @@ type Node struct {
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
 	trans     *raft.NetworkTransport
+	stream    *streamLayer
 	advertise string
 
 	notifyCh chan bool     // raft -> watchLeadership
@@ -116,7 +117,7 @@ func (n *Node) start() error {
 	if _, err := restoreLatest(cfg.DataDir, snaps, adapter); err != nil {
 		return err
 	}
-	if n.trans, err = newTransport(cfg, hlog); err != nil {
+	if n.trans, n.stream, err = newTransport(cfg, hlog); err != nil {
 		return err
 	}
 	n.advertise = string(n.trans.LocalAddr())

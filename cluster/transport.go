@@ -14,21 +14,21 @@ import (
 // every connection when the transport closes. raft's own TCP layer only
 // closes the listener, which leaves goroutines reading from connections
 // that peers keep open, and lets a "killed" node keep talking.
-func newTransport(cfg Config, hlog *hclogAdapter) (*raft.NetworkTransport, error) {
+func newTransport(cfg Config, hlog *hclogAdapter) (*raft.NetworkTransport, *streamLayer, error) {
 	ln, err := net.Listen("tcp", cfg.RaftAddr)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: raft transport on %s: %w", cfg.RaftAddr, err)
+		return nil, nil, fmt.Errorf("cluster: raft transport on %s: %w", cfg.RaftAddr, err)
 	}
 	adv := ln.Addr()
 	if cfg.AdvertiseRaftAddr != "" {
 		if adv, err = net.ResolveTCPAddr("tcp", cfg.AdvertiseRaftAddr); err != nil {
 			_ = ln.Close()
-			return nil, fmt.Errorf("cluster: advertise address %q: %w", cfg.AdvertiseRaftAddr, err)
+			return nil, nil, fmt.Errorf("cluster: advertise address %q: %w", cfg.AdvertiseRaftAddr, err)
 		}
 	}
 	if a, ok := adv.(*net.TCPAddr); !ok || a.IP == nil || a.IP.IsUnspecified() {
 		_ = ln.Close()
-		return nil, fmt.Errorf("cluster: raft address %s cannot be dialled by peers: set AdvertiseRaftAddr", adv)
+		return nil, nil, fmt.Errorf("cluster: raft address %s cannot be dialled by peers: set AdvertiseRaftAddr", adv)
 	}
 	stream := &streamLayer{ln: ln, advertise: adv, conns: make(map[*trackedConn]struct{})}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -36,8 +36,11 @@ func newTransport(cfg Config, hlog *hclogAdapter) (*raft.NetworkTransport, error
 		MaxPool: transportPool,
 		Timeout: transportTimeout,
 		Logger:  hlog.Named("transport"),
-	}), nil
+	}), stream, nil
 }
+
+// errPartitioned is what dialling a peer returns while it is cut off.
+var errPartitioned = errors.New("raft peer unreachable: partitioned for fault injection")
 
 var errStreamClosed = errors.New("raft stream layer closed")
 
@@ -46,9 +49,32 @@ type streamLayer struct {
 	ln        net.Listener
 	advertise net.Addr
 
-	mu     sync.Mutex
-	conns  map[*trackedConn]struct{}
-	closed bool
+	mu      sync.Mutex
+	conns   map[*trackedConn]struct{}
+	closed  bool
+	blocked map[string]bool // peer raft addresses cut off (fault injection)
+}
+
+// block cuts this node off from the given peers' Raft addresses (nil heals):
+// dials to them fail and connections this node opened to them close.
+// Connections they opened to this node are theirs to close, so a partition
+// is made by blocking on both sides.
+func (s *streamLayer) block(addrs []string) {
+	s.mu.Lock()
+	s.blocked = make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		s.blocked[a] = true
+	}
+	var cut []*trackedConn
+	for c := range s.conns {
+		if c.peer != "" && s.blocked[c.peer] {
+			cut = append(cut, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range cut {
+		_ = c.Close()
+	}
 }
 
 func (s *streamLayer) Accept() (net.Conn, error) {
@@ -56,15 +82,29 @@ func (s *streamLayer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.track(c)
+	tc, err := s.track(c, "")
+	if err != nil {
+		return nil, err
+	}
+	return tc, nil
 }
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	s.mu.Lock()
+	cut := s.blocked[string(addr)]
+	s.mu.Unlock()
+	if cut {
+		return nil, errPartitioned
+	}
 	c, err := net.DialTimeout("tcp", string(addr), timeout)
 	if err != nil {
 		return nil, err
 	}
-	return s.track(c)
+	tc, err := s.track(c, string(addr))
+	if err != nil {
+		return nil, err
+	}
+	return tc, nil
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
@@ -83,21 +123,22 @@ func (s *streamLayer) Close() error {
 	return err
 }
 
-func (s *streamLayer) track(c net.Conn) (net.Conn, error) {
+func (s *streamLayer) track(c net.Conn, peer string) (*trackedConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		_ = c.Close()
 		return nil, errStreamClosed
 	}
-	tc := &trackedConn{Conn: c, s: s}
+	tc := &trackedConn{Conn: c, s: s, peer: peer}
 	s.conns[tc] = struct{}{}
 	return tc, nil
 }
 
 type trackedConn struct {
 	net.Conn
-	s *streamLayer
+	s    *streamLayer
+	peer string // the Raft address dialled; "" for accepted connections
 }
 
 func (c *trackedConn) Close() error {
@@ -105,4 +146,13 @@ func (c *trackedConn) Close() error {
 	delete(c.s.conns, c)
 	c.s.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// Partition cuts this node's Raft traffic to the given peer Raft addresses,
+// for fault-injection tests; Partition(nil) heals it. Apply it on both
+// sides of the cut: see streamLayer.block.
+func (n *Node) Partition(peerRaftAddrs []string) {
+	if n.stream != nil {
+		n.stream.block(peerRaftAddrs)
+	}
 }

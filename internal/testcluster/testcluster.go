@@ -224,3 +224,28 @@ func (w testWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Partition cuts node i's Raft traffic from every other node, on both
+// sides; client traffic (gRPC) still flows, as with a partition that a
+// load balancer sees around. Heal undoes it.
+func (c *Cluster) Partition(i int) {
+	c.t.Helper()
+	var others []string
+	for j, n := range c.Nodes {
+		if j == i || n.Srv == nil {
+			continue
+		}
+		others = append(others, n.Srv.Node().RaftAddr())
+		n.Srv.Node().Partition([]string{c.Nodes[i].Srv.Node().RaftAddr()})
+	}
+	c.Nodes[i].Srv.Node().Partition(others)
+}
+
+// Heal removes every partition between live nodes.
+func (c *Cluster) Heal() {
+	for _, n := range c.Nodes {
+		if n.Srv != nil {
+			n.Srv.Node().Partition(nil)
+		}
+	}
+}
