@@ -1,0 +1,334 @@
+// Package nemesis injects faults into the docker-compose gridd cluster:
+// kill -9 of the leader or of a random node, pause of the leader, network
+// partitions (iptables in the container's network namespace, entered with
+// nsenter, since the images are FROM scratch and have no shell or tools),
+// and kill of every node at once. Each fault is held for a few seconds and
+// then healed, on a schedule drawn from a seed so a run can be replayed.
+package nemesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Kind names a fault.
+type Kind string
+
+// The faults, each healed at the end of its hold.
+const (
+	KillLeader      Kind = "kill-leader"      // docker kill -s KILL, then docker start
+	KillRandom      Kind = "kill-random"      // the same, on a node drawn at random
+	PauseLeader     Kind = "pause-leader"     // docker pause past the election timeout, then unpause
+	PartitionLeader Kind = "partition-leader" // the leader cut from both others
+	PartitionRandom Kind = "partition-random" // a random node cut from the majority
+	KillAll         Kind = "kill-all"         // every node killed, then all started
+)
+
+// AllKinds lists every fault, in a fixed order the schedule shuffles.
+var AllKinds = []Kind{KillLeader, KillRandom, PauseLeader, PartitionLeader, PartitionRandom, KillAll}
+
+// ParseKinds parses a comma-separated list of fault names ("all" for every one).
+func ParseKinds(s string) ([]Kind, error) {
+	if s == "" || s == "all" {
+		return AllKinds, nil
+	}
+	var out []Kind
+	for _, name := range strings.Split(s, ",") {
+		k := Kind(strings.TrimSpace(name))
+		found := false
+		for _, known := range AllKinds {
+			found = found || k == known
+		}
+		if !found {
+			return nil, fmt.Errorf("nemesis: unknown fault %q (known: %v)", k, AllKinds)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// Runner runs a host command and returns its combined output; tests
+// replace it to see the commands without Docker.
+type Runner func(ctx context.Context, name string, args ...string) (string, error)
+
+// Exec runs commands with os/exec.
+func Exec(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err,
+			strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// Step is one scheduled fault: a quiet period, then the fault held for Hold.
+type Step struct {
+	Quiet time.Duration
+	Kind  Kind
+	Hold  time.Duration
+	// Pick draws the node of a random fault (an index into the nodes).
+	Pick int
+}
+
+// Schedule draws fault steps from a seed. Kinds come in rounds, each round
+// a fresh shuffle of every kind, so a run long enough for two rounds
+// injects every fault at least twice.
+type Schedule struct {
+	rng   *rand.Rand
+	kinds []Kind
+	round []Kind
+	// Quiet and Hold bound the random durations (min, max).
+	QuietMin, QuietMax, HoldMin, HoldMax time.Duration
+}
+
+// NewSchedule returns the schedule for seed over kinds.
+func NewSchedule(seed uint64, kinds []Kind) *Schedule {
+	return &Schedule{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), kinds: kinds,
+		QuietMin: 3 * time.Second, QuietMax: 6 * time.Second,
+		HoldMin: 3 * time.Second, HoldMax: 8 * time.Second}
+}
+
+func (s *Schedule) between(lo, hi time.Duration) time.Duration {
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(s.rng.Int64N(int64(hi-lo)))
+}
+
+// Next returns the next step.
+func (s *Schedule) Next() Step {
+	if len(s.round) == 0 {
+		s.round = append([]Kind(nil), s.kinds...)
+		s.rng.Shuffle(len(s.round), func(i, j int) { s.round[i], s.round[j] = s.round[j], s.round[i] })
+	}
+	k := s.round[0]
+	s.round = s.round[1:]
+	return Step{Quiet: s.between(s.QuietMin, s.QuietMax), Kind: k,
+		Hold: s.between(s.HoldMin, s.HoldMax), Pick: s.rng.IntN(1 << 30)}
+}
+
+// Docker injects faults into containers.
+type Docker struct {
+	Run Runner
+	// Containers maps a node id (as ClusterStatus names it) to its container.
+	Containers map[string]string
+	// Order is the node ids in a fixed order, for random picks.
+	Order []string
+	// Leader returns the current leader's node id.
+	Leader func(ctx context.Context) (string, error)
+	Log    *slog.Logger
+}
+
+// Fault is an injected fault; Heal undoes it.
+type Fault struct {
+	Kind  Kind
+	Nodes []string
+	Heal  func(ctx context.Context) error
+}
+
+// Inject starts the fault of step and returns how to heal it.
+func (d *Docker) Inject(ctx context.Context, st Step) (*Fault, error) {
+	target := func() (string, error) {
+		switch st.Kind {
+		case KillLeader, PauseLeader, PartitionLeader:
+			id, err := d.Leader(ctx)
+			if err != nil {
+				return "", fmt.Errorf("nemesis: find the leader: %w", err)
+			}
+			if _, ok := d.Containers[id]; !ok {
+				return "", fmt.Errorf("nemesis: leader %q is not one of the nodes %v", id, d.Order)
+			}
+			return id, nil
+		default:
+			return d.Order[st.Pick%len(d.Order)], nil
+		}
+	}
+	switch st.Kind {
+	case KillLeader, KillRandom:
+		id, err := target()
+		if err != nil {
+			return nil, err
+		}
+		return d.kill(ctx, st.Kind, []string{id})
+	case KillAll:
+		return d.kill(ctx, st.Kind, d.Order)
+	case PauseLeader:
+		id, err := target()
+		if err != nil {
+			return nil, err
+		}
+		c := d.Containers[id]
+		if _, err := d.Run(ctx, "docker", "pause", c); err != nil {
+			return nil, fmt.Errorf("nemesis: pause %s: %w", id, err)
+		}
+		return &Fault{Kind: st.Kind, Nodes: []string{id}, Heal: func(ctx context.Context) error {
+			_, err := d.Run(ctx, "docker", "unpause", c)
+			return err
+		}}, nil
+	case PartitionLeader, PartitionRandom:
+		id, err := target()
+		if err != nil {
+			return nil, err
+		}
+		return d.isolate(ctx, st.Kind, id)
+	}
+	return nil, fmt.Errorf("nemesis: unknown fault %q", st.Kind)
+}
+
+func (d *Docker) kill(ctx context.Context, k Kind, ids []string) (*Fault, error) {
+	var cs []string
+	for _, id := range ids {
+		cs = append(cs, d.Containers[id])
+	}
+	_, err := d.Run(ctx, "docker", append([]string{"kill", "-s", "KILL"}, cs...)...)
+	f := &Fault{Kind: k, Nodes: ids, Heal: func(ctx context.Context) error {
+		_, err := d.Run(ctx, "docker", append([]string{"start"}, cs...)...)
+		return err
+	}}
+	if err != nil {
+		// Some may have died: heal what there is.
+		return f, fmt.Errorf("nemesis: kill %v: %w", ids, err)
+	}
+	return f, nil
+}
+
+func (d *Docker) inspect(ctx context.Context, c, format string) (string, error) {
+	out, err := d.Run(ctx, "docker", "inspect", "-f", format, c)
+	return strings.TrimSpace(out), err
+}
+
+// ip returns a container's address on its (single) compose network.
+func (d *Docker) ip(ctx context.Context, id string) (string, error) {
+	ip, err := d.inspect(ctx, d.Containers[id], "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}")
+	if err != nil || ip == "" {
+		return "", fmt.Errorf("nemesis: address of %s: %q: %w", id, ip, err)
+	}
+	return strings.Fields(ip)[0], nil
+}
+
+// isolate drops every packet between id and the other nodes, with iptables
+// rules in id's network namespace. The host (clients, workers) still
+// reaches it through the published port: only the Raft peers are cut off.
+func (d *Docker) isolate(ctx context.Context, k Kind, id string) (*Fault, error) {
+	pid, err := d.inspect(ctx, d.Containers[id], "{{.State.Pid}}")
+	if err != nil || pid == "" || pid == "0" {
+		return nil, fmt.Errorf("nemesis: pid of %s: %q: %w", id, pid, err)
+	}
+	var rules [][]string
+	for _, peer := range d.Order {
+		if peer == id {
+			continue
+		}
+		ip, err := d.ip(ctx, peer)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, []string{"INPUT", "-s", ip, "-j", "DROP"}, []string{"OUTPUT", "-d", ip, "-j", "DROP"})
+	}
+	ipt := func(ctx context.Context, op string, rule []string) error {
+		args := append([]string{"-t", pid, "-n", "iptables", "-w", op}, rule...)
+		_, err := d.Run(ctx, "nsenter", args...)
+		return err
+	}
+	heal := func(ctx context.Context) error {
+		var errs []error
+		for _, r := range rules {
+			if err := ipt(ctx, "-D", r); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for _, r := range rules {
+		if err := ipt(ctx, "-I", r); err != nil {
+			return &Fault{Kind: k, Nodes: []string{id}, Heal: heal}, fmt.Errorf("nemesis: partition %s: %w", id, err)
+		}
+	}
+	return &Fault{Kind: k, Nodes: []string{id}, Heal: heal}, nil
+}
+
+// HealAll undoes any fault that may be left, whatever the record says:
+// unpauses and starts every container and flushes the filter rules the
+// partitions add (Docker's own DNS rules are in the nat table and stay).
+func (d *Docker) HealAll(ctx context.Context) error {
+	var errs []error
+	for _, id := range d.Order {
+		c := d.Containers[id]
+		if st, _ := d.inspect(ctx, c, "{{.State.Paused}}"); st == "true" {
+			if _, err := d.Run(ctx, "docker", "unpause", c); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if st, _ := d.inspect(ctx, c, "{{.State.Running}}"); st != "true" {
+			if _, err := d.Run(ctx, "docker", "start", c); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if pid, err := d.inspect(ctx, c, "{{.State.Pid}}"); err == nil && pid != "" && pid != "0" {
+			for _, chain := range []string{"INPUT", "OUTPUT"} {
+				if _, err := d.Run(ctx, "nsenter", "-t", pid, "-n", "iptables", "-w", "-F", chain); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Event reports a fault's start (Healed false) or its heal.
+type Event struct {
+	Kind   Kind
+	Nodes  []string
+	Healed bool
+	Err    error
+	At     time.Time
+}
+
+// Loop injects the schedule's faults until ctx ends, each held for its
+// hold and then healed; report sees every start and heal. A fault in
+// progress when ctx ends is healed (with a fresh, bounded context) before
+// Loop returns. A fault that cannot be injected (no leader during an
+// election, say) is reported and skipped.
+func (d *Docker) Loop(ctx context.Context, s *Schedule, report func(Event)) {
+	for {
+		st := s.Next()
+		if !sleep(ctx, st.Quiet) {
+			return
+		}
+		f, err := d.Inject(ctx, st)
+		if f == nil {
+			d.Log.Warn("nemesis: fault not injected", "fault", st.Kind, "err", err)
+			report(Event{Kind: st.Kind, Err: err, At: time.Now()})
+			continue
+		}
+		d.Log.Info("nemesis: fault", "fault", f.Kind, "nodes", f.Nodes, "hold", st.Hold, "err", err)
+		report(Event{Kind: f.Kind, Nodes: f.Nodes, Err: err, At: time.Now()})
+		sleep(ctx, st.Hold)
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err = f.Heal(hctx)
+		cancel()
+		d.Log.Info("nemesis: healed", "fault", f.Kind, "nodes", f.Nodes, "err", err)
+		report(Event{Kind: f.Kind, Nodes: f.Nodes, Healed: true, Err: err, At: time.Now()})
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// sleep waits d or until ctx ends, and reports whether it waited d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
