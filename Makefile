@@ -69,3 +69,13 @@ bench:
 
 clean:
 	rm -rf $(BIN)
+
+# The jepsen/ failure-injection suite: brings up the docker-compose cluster
+# from empty volumes, injects faults for 5 minutes (seeded; the seed is
+# printed) and checks the history; results in jepsen/results/<timestamp>/.
+# Needs Docker. `make jepsen JEPSEN_ARGS=--short` runs 2 minutes;
+# `JEPSEN_ARGS="--seed N"` replays a schedule.
+JEPSEN_ARGS ?=
+.PHONY: jepsen
+jepsen: images
+	$(GO) run ./jepsen/cmd/jepsen $(JEPSEN_ARGS)
