@@ -79,3 +79,35 @@ JEPSEN_ARGS ?=
 .PHONY: jepsen
 jepsen: images
 	$(GO) run ./jepsen/cmd/jepsen $(JEPSEN_ARGS)
+
+# --- A three-node cluster in containers (docker-compose.yml) ---------------
+# Images are FROM scratch and hold the static binaries of `make build`: no
+# base image is pulled. `docker compose` (v2) when the plugin exists, else
+# docker-compose (v1). WORKERS pricing workers run beside the three nodes.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
+COMPOSE_PROJECT ?= gridd
+WORKERS ?= 2
+CLUSTER_ADDRS := 127.0.0.1:21337,127.0.0.1:21338,127.0.0.1:21339
+
+.PHONY: images cluster-up cluster-down
+
+images: build
+	docker build -q -f deploy/docker/gridd.Dockerfile -t gridd:dev $(BIN)
+	docker build -q -f deploy/docker/pricing.Dockerfile -t gridd-pricing:dev $(BIN)
+
+# Starts the cluster and returns once each node answers and knows a leader
+# (60 s at most).
+cluster-up: images
+	$(COMPOSE) -p $(COMPOSE_PROJECT) up -d --scale worker=$(WORKERS)
+	@for i in $$(seq 60); do \
+		ok=0; for a in $$(tr , ' ' <<< "$(CLUSTER_ADDRS)"); do \
+			$(BIN)/gridctl --addr $$a --timeout 2s cluster status -o json 2>/dev/null \
+				| grep -q '"leaderId": *"[^"]' && ok=$$((ok+1)); \
+		done; \
+		if [ $$ok = 3 ]; then $(BIN)/gridctl --addr $(CLUSTER_ADDRS) cluster status; exit 0; fi; \
+		sleep 1; \
+	done; echo "cluster-up: the nodes did not agree on a leader within 60 s; see '$(COMPOSE) -p $(COMPOSE_PROJECT) logs'"; exit 1
+
+# Removes the containers, the network and the nodes' volumes.
+cluster-down:
+	$(COMPOSE) -p $(COMPOSE_PROJECT) down --volumes --remove-orphans
