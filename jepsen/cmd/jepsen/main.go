@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,6 +50,7 @@ type config struct {
 	out         string
 	keep        bool
 	verbose     bool
+	plant       string
 }
 
 func main() {
@@ -113,6 +115,7 @@ created at the end, also after a failure or Ctrl-C (unless --keep).`,
 	f.DurationVar(&cfg.drain, "drain", 2*time.Minute, "at most this long to wait for outstanding results after healing")
 	f.StringVar(&cfg.out, "out", "jepsen/results", "directory for the results")
 	f.BoolVar(&cfg.keep, "keep", false, "leave the cluster running at the end")
+	f.StringVar(&cfg.plant, "plant", "", "self-test: plant a bug ("+strings.Join(plantKinds, ", ")+") in the recorded history before checking; the run must FAIL")
 	f.BoolVar(&cfg.verbose, "verbose", false, "log the SDK's debug messages")
 	if err := cmd.Execute(); err != nil {
 		os.Exit(2)
@@ -139,6 +142,7 @@ type summary struct {
 	Queue       checker.QueueResult    `json:"queue"`
 	Sessions    checker.SessionsResult `json:"sessions"`
 	Cluster     clusterResult          `json:"cluster"`
+	Planted     string                 `json:"planted,omitempty"`
 	Valid       bool                   `json:"valid"`
 }
 
@@ -166,6 +170,9 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	}
 	if err != nil {
 		return false, err
+	}
+	if cfg.plant != "" && !slices.Contains(plantKinds, cfg.plant) {
+		return false, fmt.Errorf("--plant %q: known: %v", cfg.plant, plantKinds)
 	}
 	containers, order, err := parseContainers(cfg.containers)
 	if err != nil {
@@ -326,8 +333,14 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 		return false, err
 	}
 	ops := rec.Ops()
+	if cfg.plant != "" {
+		if ops, err = plant(ops, cfg.plant); err != nil {
+			return false, err
+		}
+		log.Warn("self-test: bug planted in the history before checking", "plant", cfg.plant)
+	}
 	sum := summary{Seed: cfg.seed, Start: start, Duration: time.Since(start).Round(time.Second).String(),
-		Target: addrs, Operations: len(ops), Faults: faults, FaultCounts: map[string]int{}}
+		Target: addrs, Operations: len(ops), Faults: faults, FaultCounts: map[string]int{}, Planted: cfg.plant}
 	for _, f := range faults {
 		if len(f.Nodes) > 0 {
 			sum.FaultCounts[f.Kind]++
@@ -392,6 +405,9 @@ func printSummary(s summary, dir string) {
 	fmt.Println()
 	fmt.Printf("seed %d, %s, %d operations recorded, results in %s\n", s.Seed, s.Duration, s.Operations, dir)
 	fmt.Printf("faults injected: %v\n", s.FaultCounts)
+	if s.Planted != "" {
+		fmt.Printf("SELF-TEST: bug %q planted in the history\n", s.Planted)
+	}
 	fmt.Printf("queue     %s  attempted %d, acknowledged %d, unknown %d, results %d, dead letters %d\n",
 		verdict(q.Valid), q.Attempted, q.Acknowledged, q.Unknown, q.Results, q.DeadLetters)
 	fmt.Printf("                lost %d, duplicated %d, unexpected %d, wrong outcome %d, recovered %d, wire repeats %d\n",
