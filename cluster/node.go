@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,8 +115,12 @@ func (n *Node) start() error {
 		return fmt.Errorf("cluster: snapshot store in %s: %w", cfg.DataDir, err)
 	}
 	adapter := &fsmAdapter{f: n.fsm, restored: &n.restores}
-	if _, err := restoreLatest(cfg.DataDir, snaps, adapter); err != nil {
+	snapIndex, err := restoreLatest(cfg.DataDir, snaps, adapter)
+	if err != nil {
 		return err
+	}
+	if err := checkLogs(n.store, snapIndex); err != nil {
+		return fmt.Errorf("cluster: %s is corrupt: %w", filepath.Join(cfg.DataDir, raftDBFile), err)
 	}
 	if n.trans, n.stream, err = newTransport(cfg, hlog); err != nil {
 		return err

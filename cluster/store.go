@@ -35,10 +35,6 @@ func openLogStore(dir string) (*raftboltdb.BoltStore, error) {
 	if err != nil {
 		return nil, boltOpenError(path, err)
 	}
-	if err := checkLogs(store); err != nil {
-		_ = store.Close()
-		return nil, fmt.Errorf("cluster: %s is corrupt: %w", path, err)
-	}
 	return store, nil
 }
 
@@ -153,7 +149,13 @@ func checkBoltSize(path string, size int64) error {
 
 // checkLogs decodes every entry in the log, so that a damaged value is
 // found now rather than when raft replays or ships it.
-func checkLogs(store *raftboltdb.BoltStore) error {
+// checkLogs reads every entry of the log. Entries at or below the newest
+// snapshot's index may be missing: a follower that installed a snapshot
+// while it lagged keeps its old entries below the gap that the snapshot
+// covers (raft compacts only up to the trailing-logs bound), so
+// 1..5113 then 16933..20828 with a snapshot at 16932 is a sound log.
+// Every entry after the snapshot must be there.
+func checkLogs(store *raftboltdb.BoltStore, snapshotIndex uint64) error {
 	first, err := store.FirstIndex()
 	if err != nil {
 		return err
@@ -168,7 +170,10 @@ func checkLogs(store *raftboltdb.BoltStore) error {
 	var l raft.Log
 	for i := first; i <= last; i++ {
 		if err := store.GetLog(i, &l); err != nil {
-			return fmt.Errorf("log entry %d of %d..%d: %w", i, first, last, err)
+			if errors.Is(err, raft.ErrLogNotFound) && i <= snapshotIndex {
+				continue // covered by the snapshot
+			}
+			return fmt.Errorf("log entry %d of %d..%d (snapshot at %d): %w", i, first, last, snapshotIndex, err)
 		}
 		if l.Index != i {
 			return fmt.Errorf("log entry %d holds index %d", i, l.Index)
