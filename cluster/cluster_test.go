@@ -194,6 +194,15 @@ func TestLaggingFollowerInstallsSnapshot(t *testing.T) {
 	if got, want := f.Status().LastSnapshotIndex, leader.Status().LastSnapshotIndex; got < want {
 		t.Fatalf("follower's last snapshot index %d < leader's %d", got, want)
 	}
+	// The follower's log now has a gap under the installed snapshot (its
+	// old entries, then the new ones): killed and restarted, it must
+	// start and serve, not call its log corrupt.
+	enqueue(t, c, "s1", "after-install")
+	c.EnsureSame()
+	c.Kill(fi)
+	c.Restart(fi)
+	c.EnsureSame()
+	requireTasks(t, c, "s1", append(ids, "after-snapshot", "after-install"))
 }
 
 func TestGroupCommit(t *testing.T) {
