@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -353,6 +354,9 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	if err := sum.Sessions.Visualize(filepath.Join(dir, "sessions.html")); err != nil {
 		log.Warn("porcupine visualization", "err", err)
 	}
+	if err := writeTimeline(dir, timeline(ops, faults)); err != nil {
+		log.Warn("timeline", "err", err)
+	}
 	b, _ := json.MarshalIndent(sum, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "summary.json"), append(b, '\n'), 0o644); err != nil {
 		return false, fmt.Errorf("summary: %w", err)
@@ -421,4 +425,19 @@ func printSummary(s summary, dir string) {
 		verdict(se.Valid), se.Result, se.Operations, se.Unknown, se.Sessions)
 	fmt.Printf("cluster   %s  %s\n", verdict(c.Valid), c.Detail)
 	fmt.Printf("\n%s\n", verdict(s.Valid))
+}
+
+// writeTimeline writes timeline.csv and throughput.png into dir.
+func writeTimeline(dir string, bs []bucket) error {
+	var errs []error
+	for name, write := range map[string]func(io.Writer, []bucket) error{
+		"timeline.csv": writeCSV, "throughput.png": writePNG} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, write(f, bs), f.Close())
+	}
+	return errors.Join(errs...)
 }
