@@ -14,6 +14,7 @@ import (
 	"github.com/gridd/gridd/internal/testcluster"
 	"github.com/gridd/gridd/rpc/griddpb"
 	"github.com/gridd/gridd/sdk/client"
+	"github.com/gridd/gridd/server"
 )
 
 // nemesisSeed returns GRIDD_SEED if set, so that a failing schedule can be
@@ -43,7 +44,13 @@ func TestNemesis(t *testing.T) {
 	if testing.Short() {
 		rounds = 3
 	}
-	c := testcluster.Start(t, 3, testcluster.Options{})
+	// Frequent snapshots and short trailing logs, so that restarted nodes
+	// catch up by snapshot installs, with gaps in their logs.
+	c := testcluster.Start(t, 3, testcluster.Options{Configure: func(_ int, cfg *server.Config) {
+		cfg.SnapshotThreshold = 256
+		cfg.TrailingLogs = 64
+		cfg.SnapshotInterval = 200 * time.Millisecond
+	}})
 	startWorkers(t, c.Addrs(), 3, echoHandler)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -154,6 +161,10 @@ func TestNemesis(t *testing.T) {
 		}
 	}
 	t.Logf("acked=%d results=%d stats=%+v", total, col.received.Load(), sess.Stats())
+	for i, n := range c.Nodes {
+		st := n.Srv.Node().Status()
+		t.Logf("n%d: last snapshot %d, snapshots restored since start %d", i+1, st.LastSnapshotIndex, st.SnapshotRestores)
+	}
 	if lost != 0 || dup != 0 || unexpected != 0 || len(col.bad) != 0 {
 		t.Fatalf("seed %d: lost=%d duplicated=%d unexpected=%d wrong payloads=%d", seed, lost, dup, unexpected, len(col.bad))
 	}
