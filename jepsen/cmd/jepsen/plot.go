@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"math"
 	"strings"
 	"time"
 
@@ -73,7 +74,8 @@ func writeCSV(w io.Writer, bs []bucket) error {
 
 // writePNG draws two panels over time, seconds under a fault shaded red:
 // top, outcomes delivered per second (blue bars); bottom, the slowest
-// submit latency of each second (orange bars, linear, clipped at 10 s).
+// submit latency of each second (orange bars, on a log scale so a 5 ms second still shows next to a 5 s
+// one, clipped at 10 s).
 // There is no text (the standard library has no fonts): timeline.csv has
 // the numbers and summary.json the fault intervals.
 func writePNG(w io.Writer, bs []bucket) error {
@@ -100,7 +102,7 @@ func writePNG(w io.Writer, bs []bucket) error {
 		}
 		h := int(float64(panelH-10) * float64(b.Outcomes) / float64(maxOut))
 		fill(img, image.Rect(x0, panelH-h, x1, panelH), color.RGBA{40, 90, 200, 255})
-		h = int(float64(panelH-10) * min(b.LatencyMs, 10000) / maxLat)
+		h = int(float64(panelH-10) * math.Log1p(min(b.LatencyMs, 10000)) / math.Log1p(maxLat))
 		fill(img, image.Rect(x0, 2*panelH+gap-h, x1, 2*panelH+gap), color.RGBA{230, 130, 20, 255})
 	}
 	fill(img, image.Rect(0, panelH, width, panelH+1), color.RGBA{0, 0, 0, 255})
