@@ -184,6 +184,17 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	addrs := strings.Split(cfg.addrs, ",")
 	if cfg.target != "" {
 		addrs = strings.Split(cfg.target, ",")
+		if len(kinds) > 0 {
+			names := containerNames(containers, order)
+			found, err := existing(ctx, nemesis.Exec, names)
+			if err != nil {
+				return false, err
+			}
+			if len(found) != len(names) {
+				return false, fmt.Errorf("--target: the nemesis needs the nodes' containers %v, found only %v: "+
+					"name them with --containers or run without faults (--faults none)", names, found)
+			}
+		}
 	} else {
 		found, err := existing(ctx, nemesis.Exec, containerNames(containers, order))
 		if err != nil {
