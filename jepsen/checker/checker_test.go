@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/gridd/gridd/jepsen/history"
@@ -177,25 +176,5 @@ func TestSessionsNotLinearizable(t *testing.T) {
 				t.Fatalf("planted %s not caught: %+v", c.name, r)
 			}
 		})
-	}
-}
-
-func TestHistoryRoundTrip(t *testing.T) {
-	var buf bytes.Buffer
-	rec := history.NewRecorder(&buf)
-	rec.Add(1, history.Invoke, history.Submit, history.Value{Session: "s", Tasks: []string{"a"}})
-	rec.Add(1, history.OK, history.Submit, history.Value{Session: "s"})
-	if err := rec.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(buf.String(), "\n"); n != 2 {
-		t.Fatalf("%d lines, want 2:\n%s", n, buf.String())
-	}
-	ops, err := history.Read(&buf)
-	if err != nil || len(ops) != 2 || ops[0].Value.Tasks[0] != "a" || ops[1].Type != history.OK || ops[1].Index != 1 {
-		t.Fatalf("read back %+v, %v", ops, err)
-	}
-	if _, err := history.Read(strings.NewReader("{not json")); err == nil {
-		t.Fatal("garbage read without an error")
 	}
 }
