@@ -33,8 +33,8 @@ func nemesisSeed(t *testing.T) uint64 {
 // TestNemesis is the in-process counterpart of the jepsen suite: while
 // clients keep submitting, a seeded schedule of faults hits the cluster —
 // the leader killed, a random node killed, the leader cut off from the
-// others, every node killed at once — each followed by a heal and a check
-// that work goes on. At the end every acknowledged task has exactly one
+// others, every node killed at once, a follower removed from the cluster and
+// added back — each followed by a heal and a check that work goes on. At the end every acknowledged task has exactly one
 // result at the application, none is unexpected, and the replicas agree.
 func TestNemesis(t *testing.T) {
 	seed := nemesisSeed(t)
@@ -106,7 +106,7 @@ func TestNemesis(t *testing.T) {
 
 	for r := 0; r < rounds; r++ {
 		leader := c.WaitLeader()
-		switch fault := rng.IntN(4); fault {
+		switch fault := rng.IntN(5); fault {
 		case 0:
 			t.Logf("round %d: kill the leader n%d", r, leader+1)
 			c.Kill(leader)
@@ -133,6 +133,20 @@ func TestNemesis(t *testing.T) {
 			for i := range c.Nodes {
 				c.Restart(i)
 			}
+		case 4:
+			victim := (leader + 1 + rng.IntN(2)) % 3
+			v := c.Nodes[victim]
+			raftAddr := v.Srv.Node().RaftAddr()
+			t.Logf("round %d: remove n%d from the cluster, then add it back", r, victim+1)
+			if err := c.Nodes[leader].Srv.Node().Remove(ctx, v.Cfg.ID); err != nil {
+				t.Fatalf("remove n%d: %v", victim+1, err)
+			}
+			progress("progress with two members")
+			c.WaitFor("n"+strconv.Itoa(victim+1)+" added back", time.Minute, func() bool {
+				l := c.Leader()
+				return l >= 0 && c.Nodes[l].Srv.Node().Join(ctx, v.Cfg.ID, raftAddr, v.Cfg.GRPCAddr) == nil
+			})
+			c.WaitMembers(3)
 		}
 		progress(fmt.Sprintf("progress after round %d", r))
 	}
