@@ -2,7 +2,8 @@
 // kill -9 of the leader or of a random node, pause of the leader, network
 // partitions (iptables in the container's network namespace, entered with
 // nsenter, since the images are FROM scratch and have no shell or tools),
-// and kill of every node at once. Each fault is held for a few seconds and
+// kill of every node at once, and removal of a follower from the Raft
+// configuration (through the Cluster API) until it is joined back. Each fault is held for a few seconds and
 // then healed, on a schedule drawn from a seed so a run can be replayed.
 package nemesis
 
@@ -14,6 +15,7 @@ import (
 	"math/rand/v2"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -28,10 +30,11 @@ const (
 	PartitionLeader Kind = "partition-leader" // the leader cut from both others
 	PartitionRandom Kind = "partition-random" // a random node cut from the majority
 	KillAll         Kind = "kill-all"         // every node killed, then all started
+	RemoveNode      Kind = "remove-node"      // Cluster.Remove of a follower, then Cluster.Join back
 )
 
 // AllKinds lists every fault, in a fixed order the schedule shuffles.
-var AllKinds = []Kind{KillLeader, KillRandom, PauseLeader, PartitionLeader, PartitionRandom, KillAll}
+var AllKinds = []Kind{KillLeader, KillRandom, PauseLeader, PartitionLeader, PartitionRandom, KillAll, RemoveNode}
 
 // ParseKinds parses a comma-separated list of fault names ("all" for every one).
 func ParseKinds(s string) ([]Kind, error) {
@@ -122,7 +125,13 @@ type Docker struct {
 	Order []string
 	// Leader returns the current leader's node id.
 	Leader func(ctx context.Context) (string, error)
-	Log    *slog.Logger
+	// Membership changes the Raft configuration, for remove-node; nil
+	// makes that fault fail to inject.
+	Membership Membership
+	Log        *slog.Logger
+
+	mu      sync.Mutex
+	removed map[string]Member // removed by remove-node and not joined back yet
 }
 
 // Fault is an injected fault; Heal undoes it.
@@ -177,6 +186,8 @@ func (d *Docker) Inject(ctx context.Context, st Step) (*Fault, error) {
 			return nil, err
 		}
 		return d.isolate(ctx, st.Kind, id)
+	case RemoveNode:
+		return d.removeNode(ctx, st)
 	}
 	return nil, fmt.Errorf("nemesis: unknown fault %q", st.Kind)
 }
@@ -254,8 +265,10 @@ func (d *Docker) isolate(ctx context.Context, k Kind, id string) (*Fault, error)
 }
 
 // HealAll undoes any fault that may be left, whatever the record says:
-// unpauses and starts every container and flushes the filter rules the
-// partitions add (Docker's own DNS rules are in the nat table and stay).
+// unpauses and starts every container, flushes the filter rules the
+// partitions add (Docker's own DNS rules are in the nat table and stay),
+// then joins back every node remove-node took out and did not rejoin
+// (Removed lists those it could not).
 func (d *Docker) HealAll(ctx context.Context) error {
 	var errs []error
 	for _, id := range d.Order {
@@ -276,6 +289,11 @@ func (d *Docker) HealAll(ctx context.Context) error {
 					errs = append(errs, err)
 				}
 			}
+		}
+	}
+	for _, m := range d.Removed() {
+		if err := d.rejoin(ctx, m); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -330,5 +348,138 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// Member is a node of the Raft configuration as Cluster.Status lists it.
+type Member struct {
+	ID, RaftAddr, GRPCAddr string
+	Leader                 bool
+}
+
+// Membership reaches the Cluster gRPC service of the node named via (a
+// node id); every node forwards Remove and Join to the leader. Tests
+// replace it.
+type Membership interface {
+	// Members is the Raft configuration as via sees it.
+	Members(ctx context.Context, via string) ([]Member, error)
+	Remove(ctx context.Context, via, id string) error
+	Join(ctx context.Context, via string, m Member) error
+}
+
+// removeNode takes a node that is not the leader out of the Raft
+// configuration, through the leader; the heal joins it back with the same
+// addresses. The victim's process keeps running throughout.
+func (d *Docker) removeNode(ctx context.Context, st Step) (*Fault, error) {
+	if d.Membership == nil {
+		return nil, errors.New("nemesis: remove-node needs the Cluster API")
+	}
+	if left := d.Removed(); len(left) > 0 {
+		return nil, fmt.Errorf("nemesis: remove-node: %v still not joined back", left)
+	}
+	// Right after another fault's heal there may be no leader yet: wait
+	// a little rather than skip the fault.
+	var leader string
+	var members []Member
+	var err error
+	for try := 0; ; try++ {
+		if leader, err = d.Leader(ctx); err != nil {
+			err = fmt.Errorf("nemesis: find the leader: %w", err)
+		} else if members, err = d.Membership.Members(ctx, leader); err != nil {
+			err = fmt.Errorf("nemesis: members as %s sees them: %w", leader, err)
+		}
+		if err == nil {
+			break
+		}
+		if try >= 9 || !sleep(ctx, 500*time.Millisecond) {
+			return nil, err
+		}
+	}
+	byID := map[string]Member{}
+	for _, m := range members {
+		byID[m.ID] = m
+	}
+	// Candidates in the fixed node order, so the seed picks the same one.
+	var cands []Member
+	for _, id := range d.Order {
+		m, ok := byID[id]
+		if !ok {
+			return nil, fmt.Errorf("nemesis: remove-node: %s is not a member (members %v)", id, members)
+		}
+		if id != leader && !m.Leader {
+			cands = append(cands, m)
+		}
+	}
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("nemesis: remove-node: no follower among %v", members)
+	}
+	victim := cands[st.Pick%len(cands)]
+	if victim.RaftAddr == "" || victim.GRPCAddr == "" {
+		return nil, fmt.Errorf("nemesis: remove-node: addresses of %s unknown: %+v", victim.ID, victim)
+	}
+	d.mu.Lock()
+	if d.removed == nil {
+		d.removed = map[string]Member{}
+	}
+	d.removed[victim.ID] = victim
+	d.mu.Unlock()
+	f := &Fault{Kind: RemoveNode, Nodes: []string{victim.ID},
+		Heal: func(ctx context.Context) error { return d.rejoin(ctx, victim) }}
+	// Through the leader, never through the victim.
+	if err := d.Membership.Remove(ctx, leader, victim.ID); err != nil {
+		// The removal may have committed anyway: heal it.
+		return f, fmt.Errorf("nemesis: remove %s through %s: %w", victim.ID, leader, err)
+	}
+	return f, nil
+}
+
+// Removed lists the nodes remove-node took out that have not been joined
+// back yet.
+func (d *Docker) Removed() []Member {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Member
+	for _, id := range d.Order {
+		if m, ok := d.removed[id]; ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// rejoin joins m back with its old addresses, through the other nodes in
+// turn, retrying with backoff until a Join succeeds or ctx ends.
+func (d *Docker) rejoin(ctx context.Context, m Member) error {
+	var vias []string
+	for _, id := range d.Order {
+		if id != m.ID {
+			vias = append(vias, id)
+		}
+	}
+	if len(vias) == 0 {
+		return fmt.Errorf("nemesis: join %s: no other node to ask", m.ID)
+	}
+	m.Leader = false
+	backoff := 100 * time.Millisecond
+	var errs []error
+	for i := 0; ; i++ {
+		via := vias[i%len(vias)]
+		err := d.Membership.Join(ctx, via, m)
+		if err == nil {
+			d.mu.Lock()
+			delete(d.removed, m.ID)
+			d.mu.Unlock()
+			return nil
+		}
+		d.Log.Warn("nemesis: join failed, retrying", "node", m.ID, "via", via, "attempt", i+1, "err", err)
+		errs = append(errs, err)
+		if len(errs) > 3 {
+			errs = errs[len(errs)-3:]
+		}
+		if !sleep(ctx, backoff) {
+			return fmt.Errorf("nemesis: join %s at %s back: gave up after %d attempts: %w: last errors: %w",
+				m.ID, m.RaftAddr, i+1, ctx.Err(), errors.Join(errs...))
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }

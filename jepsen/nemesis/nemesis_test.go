@@ -2,12 +2,14 @@ package nemesis
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fake records the commands instead of running them and answers docker
@@ -120,8 +122,186 @@ func TestScheduleReplaysFromSeed(t *testing.T) {
 	}
 }
 
+// fakeMembers is a three-node configuration behind the Membership seam:
+// it records every call and fails the first joinFails joins (all of them
+// when joinFails < 0).
+type fakeMembers struct {
+	mu        sync.Mutex
+	leader    string
+	members   map[string]Member
+	calls     []string
+	joinFails int
+}
+
+func newFakeMembers(leader string) *fakeMembers {
+	f := &fakeMembers{leader: leader, members: map[string]Member{}}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		f.members[id] = Member{ID: id, RaftAddr: id + ":7337", GRPCAddr: id + ":1337", Leader: id == leader}
+	}
+	return f
+}
+
+func (f *fakeMembers) Members(_ context.Context, via string) ([]Member, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "status via "+via)
+	var out []Member
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if m, ok := f.members[id]; ok {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeMembers) Remove(_ context.Context, via, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "remove "+id+" via "+via)
+	delete(f.members, id)
+	return nil
+}
+
+func (f *fakeMembers) Join(_ context.Context, via string, m Member) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "join "+m.ID+" "+m.RaftAddr+" "+m.GRPCAddr+" via "+via)
+	if f.joinFails != 0 {
+		f.joinFails--
+		return errors.New("not the leader")
+	}
+	f.members[m.ID] = m
+	return nil
+}
+
+func (f *fakeMembers) snapshot() ([]string, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...), len(f.members)
+}
+
+func TestRemoveNodeAndJoinBack(t *testing.T) {
+	for _, c := range []struct {
+		pick   int
+		victim string
+	}{{0, "n1"}, {1, "n3"}, {4, "n1"}} {
+		f, m := &fake{}, newFakeMembers("n2")
+		d := newDocker(f)
+		d.Membership = m
+		flt, err := d.Inject(context.Background(), Step{Kind: RemoveNode, Pick: c.pick})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls, n := m.snapshot()
+		want := []string{"status via n2", "remove " + c.victim + " via n2"}
+		if !reflect.DeepEqual(calls, want) || n != 2 || !reflect.DeepEqual(flt.Nodes, []string{c.victim}) {
+			t.Fatalf("pick %d: inject made %q (%d members left) on %v, want %q on %s", c.pick, calls, n, flt.Nodes, want, c.victim)
+		}
+		if len(f.cmds) != 0 {
+			t.Fatalf("remove-node ran host commands %q: the victim must keep running", f.cmds)
+		}
+		if got := d.Removed(); len(got) != 1 || got[0].ID != c.victim {
+			t.Fatalf("Removed() = %v during the fault", got)
+		}
+		if err := flt.Heal(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		calls, n = m.snapshot()
+		join := "join " + c.victim + " " + c.victim + ":7337 " + c.victim + ":1337 via "
+		if last := calls[len(calls)-1]; n != 3 || !strings.HasPrefix(last, join) || strings.HasSuffix(last, c.victim) {
+			t.Fatalf("heal made %q, %d members; want %q through another node", calls[2:], n, join)
+		}
+		if got := d.Removed(); len(got) != 0 {
+			t.Fatalf("Removed() = %v after the heal", got)
+		}
+	}
+}
+
+func TestRemoveNodeHealRetries(t *testing.T) {
+	m := newFakeMembers("n1")
+	m.joinFails = 3
+	d := newDocker(&fake{})
+	d.Leader = func(context.Context) (string, error) { return "n1", nil }
+	d.Membership = m
+	flt, err := d.Inject(context.Background(), Step{Kind: RemoveNode, Pick: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flt.Heal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	calls, n := m.snapshot()
+	want := []string{"status via n1", "remove n2 via n1",
+		"join n2 n2:7337 n2:1337 via n1", "join n2 n2:7337 n2:1337 via n3",
+		"join n2 n2:7337 n2:1337 via n1", "join n2 n2:7337 n2:1337 via n3"}
+	if !reflect.DeepEqual(calls, want) || n != 3 {
+		t.Fatalf("calls %q (%d members), want %q", calls, n, want)
+	}
+}
+
+// A heal that can never succeed returns an error when its context ends
+// (it does not hang), and leaves the node listed by Removed, which HealAll
+// retries and the run reports as a failure.
+func TestRemoveNodeHealGivesUp(t *testing.T) {
+	m := newFakeMembers("n2")
+	m.joinFails = -1
+	d := newDocker(&fake{})
+	d.Membership = m
+	flt, err := d.Inject(context.Background(), Step{Kind: RemoveNode, Pick: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := flt.Heal(ctx); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("heal = %v, want a deadline error", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("heal took %s after its context ended", time.Since(start))
+	}
+	if got := d.Removed(); len(got) != 1 || got[0].ID != "n3" {
+		t.Fatalf("Removed() = %v, want n3", got)
+	}
+	// A second remove-node is refused while one is still out.
+	if flt, err := d.Inject(context.Background(), Step{Kind: RemoveNode}); flt != nil || err == nil {
+		t.Fatalf("second remove-node injected while n3 is out: %v, %v", flt, err)
+	}
+	// HealAll joins it back once the cluster accepts the join.
+	m.mu.Lock()
+	m.joinFails = 0
+	m.mu.Unlock()
+	if err := d.HealAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, n := m.snapshot(); n != 3 || len(d.Removed()) != 0 {
+		t.Fatalf("after HealAll: %d members, removed %v", n, d.Removed())
+	}
+}
+
+func TestRemoveNodeWithoutMembership(t *testing.T) {
+	d := newDocker(&fake{})
+	if flt, err := d.Inject(context.Background(), Step{Kind: RemoveNode}); flt != nil || err == nil {
+		t.Fatalf("remove-node without the Cluster API: %v, %v", flt, err)
+	}
+}
+
+// Every kind must fit: one round in a --short run (2m), two in the default
+// 5m, even with every quiet and hold at its maximum and some seconds per
+// step for injecting and healing.
+func TestScheduleFitsRuns(t *testing.T) {
+	s := NewSchedule(1, AllKinds)
+	step := s.QuietMax + s.HoldMax + 2*time.Second
+	if one := time.Duration(len(AllKinds)) * step; one > 2*time.Minute {
+		t.Fatalf("one round of %d kinds takes up to %s: a --short run may miss one", len(AllKinds), one)
+	}
+	if two := 2 * time.Duration(len(AllKinds)) * step; two > 5*time.Minute {
+		t.Fatalf("two rounds take up to %s: a 5-minute run may inject a kind once", two)
+	}
+}
+
 func TestParseKinds(t *testing.T) {
-	if k, err := ParseKinds("kill-leader,pause-leader"); err != nil || len(k) != 2 {
+	if k, err := ParseKinds("kill-leader,remove-node"); err != nil || len(k) != 2 || k[1] != RemoveNode {
 		t.Fatalf("ParseKinds = %v, %v", k, err)
 	}
 	if _, err := ParseKinds("kill-leader,nope"); err == nil {

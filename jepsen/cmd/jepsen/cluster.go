@@ -11,6 +11,7 @@ import (
 
 	"github.com/gridd/gridd/jepsen/checker"
 	"github.com/gridd/gridd/jepsen/history"
+	"github.com/gridd/gridd/jepsen/nemesis"
 	"github.com/gridd/gridd/rpc/griddpb"
 )
 
@@ -150,4 +151,60 @@ func drain(ctx context.Context, rec *history.Recorder, timeout time.Duration, lo
 	case <-ctx.Done():
 	case <-time.After(3 * time.Second):
 	}
+}
+
+// membership is the nemesis's view of the Cluster service: a node id is
+// resolved to its host address by asking every address for its Status.
+type membership struct {
+	addrs []string
+}
+
+func (m membership) client(ctx context.Context, via string) (*grpc.ClientConn, error) {
+	for i, st := range statusOf(ctx, m.addrs) {
+		if st != nil && st.GetNodeId() == via {
+			return grpc.NewClient(m.addrs[i], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		}
+	}
+	return nil, fmt.Errorf("no address of %v answers as node %s", m.addrs, via)
+}
+
+func (m membership) call(ctx context.Context, via string, f func(context.Context, griddpb.ClusterClient) error) error {
+	cc, err := m.client(ctx, via)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cc.Close() }()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return f(cctx, griddpb.NewClusterClient(cc))
+}
+
+func (m membership) Members(ctx context.Context, via string) ([]nemesis.Member, error) {
+	var out []nemesis.Member
+	err := m.call(ctx, via, func(ctx context.Context, c griddpb.ClusterClient) error {
+		st, err := c.Status(ctx, &griddpb.ClusterStatusRequest{})
+		if err != nil {
+			return err
+		}
+		for _, mb := range st.GetMembers() {
+			out = append(out, nemesis.Member{ID: mb.GetId(), RaftAddr: mb.GetRaftAddr(),
+				GRPCAddr: mb.GetGrpcAddr(), Leader: mb.GetLeader()})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (m membership) Remove(ctx context.Context, via, id string) error {
+	return m.call(ctx, via, func(ctx context.Context, c griddpb.ClusterClient) error {
+		_, err := c.Remove(ctx, &griddpb.RemoveRequest{Id: id})
+		return err
+	})
+}
+
+func (m membership) Join(ctx context.Context, via string, mb nemesis.Member) error {
+	return m.call(ctx, via, func(ctx context.Context, c griddpb.ClusterClient) error {
+		_, err := c.Join(ctx, &griddpb.JoinRequest{Id: mb.ID, RaftAddr: mb.RaftAddr, GrpcAddr: mb.GRPCAddr})
+		return err
+	})
 }

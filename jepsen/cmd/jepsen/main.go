@@ -1,7 +1,7 @@
 // Command jepsen runs gridd's failure-injection suite: it brings up the
 // docker-compose cluster from empty volumes (or uses --target), runs queue
 // and session workloads through the Go SDK while a seeded nemesis kills,
-// pauses and partitions nodes, heals, drains, checks the recorded history
+// pauses, partitions and removes (then re-adds) nodes, heals, drains, checks the recorded history
 // and writes jepsen/results/<timestamp>/. It prints PASS or FAIL and exits
 // 1 on FAIL.
 package main
@@ -63,11 +63,13 @@ func main() {
 volumes, runs queue clients, SDK workers and session metadata clients against
 the host ports while a nemesis injects faults on a seeded schedule (kill -9 of
 the leader or a random node, pause of the leader, iptables partitions, kill
-of every node), then heals, drains and checks:
+of every node, Cluster.Remove of a follower and Cluster.Join back), then
+heals, drains and checks:
   queue:    every acknowledged task has exactly one result or dead letter
             (lost = 0, duplicated = 0, unexpected = 0, poison tasks dead-lettered)
   sessions: create/update/get/close linearizable per session (porcupine)
   cluster:  one leader, every node at the same applied index at the end
+  nemesis:  every node a remove-node took out was joined back
 Results go to jepsen/results/<timestamp>/. Exit status 1 on FAIL.
 
 Without --target it refuses to start when the cluster's containers already
@@ -143,8 +145,11 @@ type summary struct {
 	Queue       checker.QueueResult    `json:"queue"`
 	Sessions    checker.SessionsResult `json:"sessions"`
 	Cluster     clusterResult          `json:"cluster"`
-	Planted     string                 `json:"planted,omitempty"`
-	Valid       bool                   `json:"valid"`
+	// NotRejoined lists the nodes remove-node took out that could not be
+	// joined back, even by the final heal: the run fails.
+	NotRejoined []string `json:"not_rejoined,omitempty"`
+	Planted     string   `json:"planted,omitempty"`
+	Valid       bool     `json:"valid"`
 }
 
 type faultRecord struct {
@@ -289,7 +294,8 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	var faults []faultRecord
 	var fmu sync.Mutex
 	d := &nemesis.Docker{Run: nemesis.Exec, Containers: containers, Order: order, Log: log,
-		Leader: func(ctx context.Context) (string, error) { return leaderOf(ctx, addrs) }}
+		Leader:     func(ctx context.Context) (string, error) { return leaderOf(ctx, addrs) },
+		Membership: membership{addrs: addrs}}
 	nctx, stopNemesis := context.WithTimeout(ctx, cfg.duration)
 	defer stopNemesis()
 	if len(kinds) > 0 {
@@ -320,9 +326,16 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	}
 	// Heal whatever may be left, then stop the load and drain.
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	var notRejoined []string
 	if len(kinds) > 0 {
 		if err := d.HealAll(hctx); err != nil {
 			log.Warn("heal all", "err", err)
+		}
+		for _, m := range d.Removed() {
+			notRejoined = append(notRejoined, m.ID)
+		}
+		if len(notRejoined) > 0 {
+			log.Error("nemesis: removed nodes could not be joined back: the run fails", "nodes", notRejoined)
 		}
 	}
 	cancel()
@@ -352,7 +365,12 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 		log.Warn("self-test: bug planted in the history before checking", "plant", cfg.plant)
 	}
 	sum := summary{Seed: cfg.seed, Start: start, Duration: time.Since(start).Round(time.Second).String(),
-		Target: addrs, Operations: len(ops), Faults: faults, FaultCounts: map[string]int{}, Planted: cfg.plant}
+		Target: addrs, Operations: len(ops), Faults: faults, FaultCounts: map[string]int{}, Planted: cfg.plant,
+		NotRejoined: notRejoined}
+	// Every scheduled kind is listed, so a kind never injected shows as 0.
+	for _, k := range kinds {
+		sum.FaultCounts[string(k)] = 0
+	}
 	for _, f := range faults {
 		if len(f.Nodes) > 0 {
 			sum.FaultCounts[f.Kind]++
@@ -361,7 +379,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	sum.Queue = checker.Queue(ops)
 	sum.Sessions = checker.Sessions(ops, 2*time.Minute)
 	sum.Cluster = cluster
-	sum.Valid = sum.Queue.Valid && sum.Sessions.Valid && sum.Cluster.Valid
+	sum.Valid = sum.Queue.Valid && sum.Sessions.Valid && sum.Cluster.Valid && len(sum.NotRejoined) == 0
 	if err := sum.Sessions.Visualize(filepath.Join(dir, "sessions.html")); err != nil {
 		log.Warn("porcupine visualization", "err", err)
 	}
@@ -435,6 +453,9 @@ func printSummary(s summary, dir string) {
 	fmt.Printf("sessions  %s  porcupine %s: %d operations (%d unknown) on %d sessions\n",
 		verdict(se.Valid), se.Result, se.Operations, se.Unknown, se.Sessions)
 	fmt.Printf("cluster   %s  %s\n", verdict(c.Valid), c.Detail)
+	if len(s.NotRejoined) > 0 {
+		fmt.Printf("nemesis   FAIL  removed and never joined back: %v\n", s.NotRejoined)
+	}
 	fmt.Printf("\n%s\n", verdict(s.Valid))
 }
 
