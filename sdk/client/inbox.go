@@ -71,7 +71,7 @@ func kick(ch chan struct{}) {
 func (in *inbox[T]) push(id string, v T) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if done, seen := in.delivered[id]; seen {
+	if done, seen := in.delivered[id]; seen && !plantNoDedup {
 		in.repeats.Add(1)
 		if done {
 			in.addAckLocked(id)
