@@ -287,10 +287,17 @@ func (s *Server) submit(ctx context.Context, sid string, b *griddpb.Batch) *grid
 		}
 		tasks[i] = &fsmpb.Task{Id: m.Id, Payload: m.Payload, Priority: prio}
 	}
-	resp, err := s.propose(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{
+	cmd := &fsmpb.Command{Cmd: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{
 		SessionId: sid, Tasks: tasks, UseSharedData: b.UseSharedData,
 		RequiredSharedDataUpdateLevel: b.RequiredSharedDataUpdateLevel,
-	}}})
+	}}}
+	if plantAckBeforeCommit {
+		// The planted bug (see plant_off.go): acknowledge, then propose.
+		go func() { _, _ = s.propose(context.Background(), cmd) }()
+		ack.Accepted = uint32(len(tasks))
+		return ack
+	}
+	resp, err := s.propose(ctx, cmd)
 	if err != nil {
 		st := toStatus(err)
 		if isRetryable(st) {
