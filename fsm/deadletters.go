@@ -12,14 +12,14 @@ type deadVal struct {
 }
 
 // deadLetter moves a task that spent its attempts to the dead letters,
-// with its payload and every error.
+// with its payload and every error. The caller has taken it out of the
+// pending counters (leavePending) and counted its last attempt.
 func (s *session) deadLetter(seq uint64, id string, t *task) {
 	s.dead.append(seq, deadVal{id: id, payload: t.payload, errors: t.errors, attempts: t.attempts})
 	t.state = fsmpb.TaskState_TASK_STATE_DEAD
 	t.payload = nil
 	t.errors = nil
 	t.outSeq = seq
-	s.pending--
 	s.deadLettered++
 }
 
@@ -69,7 +69,7 @@ func (f *FSM) retryDeadLetters(c *fsmpb.RetryDeadLetters) Response {
 			continue
 		}
 		t.state = fsmpb.TaskState_TASK_STATE_PENDING
-		t.payload, t.errors, t.attempts, t.outSeq = v.payload, nil, 0, 0
+		t.payload, t.errors, t.attempts, t.outSeq, t.notBefore = v.payload, nil, 0, 0, 0
 		s.pending++
 		s.deadLettered--
 		r.Requeued++

@@ -133,13 +133,15 @@ func (f *FSM) apply(c *fsmpb.Command) Response {
 	case *fsmpb.Command_Enqueue:
 		return f.enqueue(body.Enqueue)
 	case *fsmpb.Command_Outcomes:
-		return f.outcomes(body.Outcomes)
+		return f.outcomes(now, body.Outcomes)
 	case *fsmpb.Command_AckResults:
 		return f.ackResults(body.AckResults)
 	case *fsmpb.Command_AckDeadLetters:
 		return f.ackDeadLetters(body.AckDeadLetters)
 	case *fsmpb.Command_RetryDeadLetters:
 		return f.retryDeadLetters(body.RetryDeadLetters)
+	case *fsmpb.Command_CancelTasks:
+		return f.cancelTasks(body.CancelTasks)
 	default:
 		// DecodeCommand never lets such an entry through; a command built
 		// in process without a body is a caller bug, answered the same way

@@ -137,6 +137,14 @@ func cmdAckDead(session string, ids ...string) *fsmpb.Command {
 	return &fsmpb.Command{Cmd: &fsmpb.Command_AckDeadLetters{AckDeadLetters: &fsmpb.Ack{SessionId: session, TaskIds: ids}}}
 }
 
+func cmdCancel(session string, ids ...string) *fsmpb.Command {
+	return &fsmpb.Command{Cmd: &fsmpb.Command_CancelTasks{CancelTasks: &fsmpb.CancelTasks{SessionId: session, TaskIds: ids}}}
+}
+
+func cmdCancelAll(session string) *fsmpb.Command {
+	return &fsmpb.Command{Cmd: &fsmpb.Command_CancelTasks{CancelTasks: &fsmpb.CancelTasks{SessionId: session, All: true}}}
+}
+
 func cmdSetMember(id, raft, grpc string) *fsmpb.Command {
 	return &fsmpb.Command{Cmd: &fsmpb.Command_SetMember{SetMember: &fsmpb.SetMember{Id: id, RaftAddr: raft, GrpcAddr: grpc}}}
 }
@@ -186,6 +194,7 @@ func sessionInvariants(st *state, s *session) error {
 		return nil
 	}
 	var counts [7]uint64
+	var retrying uint64
 	for id, t := range s.tasks {
 		counts[t.state]++
 		if t.seq == 0 || t.seq >= st.nextSeq {
@@ -204,12 +213,19 @@ func sessionInvariants(st *state, s *session) error {
 			if !logHas(&s.dead, t.outSeq, func(v deadVal) bool { return v.id == id }) {
 				return fmt.Errorf("dead task %q has no dead letter", id)
 			}
-		case fsmpb.TaskState_TASK_STATE_COMPLETED_ACKED, fsmpb.TaskState_TASK_STATE_DEAD_ACKED:
+		case fsmpb.TaskState_TASK_STATE_COMPLETED_ACKED, fsmpb.TaskState_TASK_STATE_DEAD_ACKED,
+			fsmpb.TaskState_TASK_STATE_CANCELLED:
 		default:
 			return fmt.Errorf("task %q in state %v", id, t.state)
 		}
-		if t.state != fsmpb.TaskState_TASK_STATE_PENDING && (t.payload != nil || t.errors != nil) {
-			return fmt.Errorf("task %q in state %v keeps payload or errors", id, t.state)
+		if t.state != fsmpb.TaskState_TASK_STATE_PENDING && (t.payload != nil || t.errors != nil || t.notBefore != 0) {
+			return fmt.Errorf("task %q in state %v keeps payload, errors or a not-before time", id, t.state)
+		}
+		if t.state == fsmpb.TaskState_TASK_STATE_PENDING && t.attempts > 0 {
+			retrying++
+			if t.notBefore == 0 {
+				return fmt.Errorf("failed task %q has no retry time", id)
+			}
 		}
 	}
 	switch {
@@ -217,6 +233,10 @@ func sessionInvariants(st *state, s *session) error {
 		return fmt.Errorf("pending %d, counted %d", s.pending, counts[fsmpb.TaskState_TASK_STATE_PENDING])
 	case uint64(len(s.tasks)) != s.submitted:
 		return fmt.Errorf("submitted %d, %d tasks", s.submitted, len(s.tasks))
+	case retrying != s.retrying:
+		return fmt.Errorf("retrying %d, counted %d", s.retrying, retrying)
+	case counts[fsmpb.TaskState_TASK_STATE_CANCELLED] != s.cancelled:
+		return fmt.Errorf("cancelled %d, counted %d", s.cancelled, counts[fsmpb.TaskState_TASK_STATE_CANCELLED])
 	case counts[fsmpb.TaskState_TASK_STATE_COMPLETED]+counts[fsmpb.TaskState_TASK_STATE_COMPLETED_ACKED] != s.completed:
 		return fmt.Errorf("completed %d, counted %v", s.completed, counts)
 	case counts[fsmpb.TaskState_TASK_STATE_DEAD]+counts[fsmpb.TaskState_TASK_STATE_DEAD_ACKED] != s.deadLettered:

@@ -117,7 +117,7 @@ func (g *gen) update(session string) *fsmpb.UpdateSession {
 func (g *gen) command() *fsmpb.Command {
 	var c *fsmpb.Command
 	g.step++
-	switch g.pick(6, 4, 1, 25, 30, 10, 5, 3, 2) {
+	switch g.pick(6, 4, 1, 25, 30, 10, 5, 3, 2, 3) {
 	case 0:
 		id := fmt.Sprintf("s%d", g.step/100+g.rng.IntN(4))
 		if g.rng.IntN(20) == 0 {
@@ -155,7 +155,10 @@ func (g *gen) command() *fsmpb.Command {
 			if g.rng.IntN(100) < 60 {
 				oc = append(oc, &fsmpb.Outcome{TaskId: id, Payload: fmt.Appendf(nil, "r%d", g.rng.Uint32())})
 			} else {
-				oc = append(oc, failOutcome(id, fmt.Sprintf("e%d", g.rng.IntN(5))))
+				f := failOutcome(id, fmt.Sprintf("e%d", g.rng.IntN(5)))
+				f.Jitter = uint32(g.rng.IntN(1001))
+				f.TimedOut = g.rng.IntN(4) == 0
+				oc = append(oc, f)
 			}
 		}
 		c = cmdOutcomes(sid, oc...)
@@ -167,8 +170,15 @@ func (g *gen) command() *fsmpb.Command {
 		c = cmdAckDead(sid, g.knownIDs(g.reported[sid], 6)...)
 	case 7:
 		c = withKey(g.key(), cmdSetMember(fmt.Sprintf("n%d", g.rng.IntN(4)), "r", fmt.Sprint(g.rng.IntN(9))))
-	default:
+	case 8:
 		c = withKey(g.key(), cmdRemoveMember(fmt.Sprintf("n%d", g.rng.IntN(4))))
+	default:
+		sid := g.session()
+		if g.rng.IntN(10) == 0 {
+			c = cmdCancelAll(sid)
+		} else {
+			c = cmdCancel(sid, g.knownIDs(g.enqueued[sid], 4)...)
+		}
 	}
 	g.now += int64(g.rng.IntN(1000))
 	c.NowUnixMs = g.now
@@ -294,6 +304,7 @@ type mSession struct {
 	tasks                                     map[string]*mTask
 	submitted, completed, dead, retried       uint64
 	pending, resultsUnacked, deadLettersUnack uint64
+	cancelled, retrying, timedOut             uint64
 }
 
 type mTask struct {
@@ -324,7 +335,8 @@ func (m *model) check(c *fsmpb.Command, r Response, f *FSM) error {
 		want := mInfo(s)
 		if got.Closed != s.closed || got.Submitted != want.Submitted || got.Pending != want.Pending ||
 			got.Completed != want.Completed || got.DeadLettered != want.DeadLettered || got.Retried != want.Retried ||
-			got.ResultsUnacked != want.ResultsUnacked || got.DeadLettersUnacked != want.DeadLettersUnacked {
+			got.ResultsUnacked != want.ResultsUnacked || got.DeadLettersUnacked != want.DeadLettersUnacked ||
+			got.Cancelled != want.Cancelled || got.Retrying != want.Retrying || got.TimedOut != want.TimedOut {
 			return fmt.Errorf("session %q counters %+v, model %+v", id, got, want)
 		}
 	}
@@ -338,6 +350,7 @@ func mInfo(s *mSession) SessionInfo {
 	return SessionInfo{
 		Submitted: s.submitted, Pending: s.pending, Completed: s.completed, DeadLettered: s.dead,
 		Retried: s.retried, ResultsUnacked: s.resultsUnacked, DeadLettersUnacked: s.deadLettersUnack,
+		Cancelled: s.cancelled, Retrying: s.retrying, TimedOut: s.timedOut,
 	}
 }
 
@@ -417,7 +430,7 @@ func (m *model) apply(c *fsmpb.Command) (string, error) {
 		if s == nil {
 			return id, ErrSessionNotFound
 		}
-		s.closed, s.tasks, s.pending, s.resultsUnacked, s.deadLettersUnack = true, nil, 0, 0, 0
+		s.closed, s.tasks, s.pending, s.resultsUnacked, s.deadLettersUnack, s.retrying = true, nil, 0, 0, 0, 0
 		return id, nil
 	case *fsmpb.Command_Enqueue:
 		return "", m.enqueue(b.Enqueue)
@@ -431,6 +444,8 @@ func (m *model) apply(c *fsmpb.Command) (string, error) {
 		if b.SetMember.GetId() == "" {
 			return "", ErrInvalid
 		}
+	case *fsmpb.Command_CancelTasks:
+		return "", m.cancel(b.CancelTasks)
 	}
 	return "", nil
 }
@@ -481,6 +496,12 @@ func (m *model) outcomes(o *fsmpb.Outcomes) {
 			continue
 		}
 		m.want.Recorded++
+		if oc.GetTimedOut() {
+			s.timedOut++
+		}
+		if t.attempts > 0 {
+			s.retrying-- // back below if it is retried again
+		}
 		if oc.GetError() == "" {
 			t.state = fsmpb.TaskState_TASK_STATE_COMPLETED
 			s.pending--
@@ -498,8 +519,42 @@ func (m *model) outcomes(o *fsmpb.Outcomes) {
 			continue
 		}
 		s.retried++
+		s.retrying++
 		m.want.Requeued++
 	}
+}
+
+func (m *model) cancel(c *fsmpb.CancelTasks) error {
+	s, err := m.open(c.GetSessionId())
+	if err != nil {
+		return err
+	}
+	ids := c.GetTaskIds()
+	if c.GetAll() {
+		ids = nil
+		for id := range s.tasks {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		if id == "" {
+			return ErrInvalid
+		}
+	}
+	for _, id := range ids {
+		t := s.tasks[id]
+		if t == nil || t.state != fsmpb.TaskState_TASK_STATE_PENDING {
+			continue
+		}
+		if t.attempts > 0 {
+			s.retrying--
+		}
+		t.state = fsmpb.TaskState_TASK_STATE_CANCELLED
+		s.pending--
+		s.cancelled++
+		m.want.Cancelled++
+	}
+	return nil
 }
 
 func (m *model) ack(a *fsmpb.Ack, from, to fsmpb.TaskState) {
@@ -530,6 +585,7 @@ func (m *model) counts(c *fsmpb.Command, r Response) error {
 	m.stats.Requeued += got.Requeued
 	m.stats.DeadLettered += got.DeadLettered
 	m.stats.Acked += got.Acked
+	m.stats.Cancelled += got.Cancelled
 	if got != m.want {
 		return fmt.Errorf("counts %+v, model %+v", got, m.want)
 	}

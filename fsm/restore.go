@@ -256,6 +256,13 @@ func (b *builder) session(r *fsmpb.SessionRecord) error {
 		return fmt.Errorf("session %q repeated or out of order", id)
 	}
 	attrs := attrsFromProto(r.GetAttrs())
+	// Snapshots written before retry backoff existed carry zeros.
+	if attrs.RetryBackoffMs == 0 {
+		attrs.RetryBackoffMs = DefaultRetryBackoffMs
+	}
+	if attrs.RetryBackoffMaxMs == 0 {
+		attrs.RetryBackoffMaxMs = max(DefaultRetryBackoffMax, attrs.RetryBackoffMs)
+	}
 	if err := ValidateAttrs(attrs); err != nil {
 		return fmt.Errorf("session %q: %w", id, err)
 	}
@@ -264,6 +271,7 @@ func (b *builder) session(r *fsmpb.SessionRecord) error {
 		created: r.GetCreatedUnixMs(), updated: r.GetUpdatedUnixMs(),
 		submitted: r.GetSubmitted(), completed: r.GetCompleted(),
 		deadLettered: r.GetDeadLettered(), retried: r.GetRetried(),
+		cancelled: r.GetCancelled(), timedOut: r.GetTimedOut(),
 	})
 	b.st.sessions[id] = s
 	b.st.ids = append(b.st.ids, id)
@@ -309,8 +317,15 @@ func (b *builder) task(r *fsmpb.TaskRecord) error {
 	switch state {
 	case fsmpb.TaskState_TASK_STATE_PENDING:
 		s.pending++
+		if r.GetAttempts() > 0 {
+			s.retrying++
+		}
 	case fsmpb.TaskState_TASK_STATE_COMPLETED, fsmpb.TaskState_TASK_STATE_COMPLETED_ACKED,
-		fsmpb.TaskState_TASK_STATE_DEAD, fsmpb.TaskState_TASK_STATE_DEAD_ACKED:
+		fsmpb.TaskState_TASK_STATE_DEAD, fsmpb.TaskState_TASK_STATE_DEAD_ACKED,
+		fsmpb.TaskState_TASK_STATE_CANCELLED:
+		if r.GetNotBeforeUnixMs() != 0 {
+			return fmt.Errorf("task %q: not-before time on a task in state %v", id, state)
+		}
 		if len(r.GetPayload()) > 0 || len(r.GetErrors()) > 0 {
 			return fmt.Errorf("task %q: payload or errors on a task in state %v", id, state)
 		}
@@ -329,6 +344,7 @@ func (b *builder) task(r *fsmpb.TaskRecord) error {
 		payload: r.GetPayload(), errors: r.GetErrors(), seq: r.GetSeq(),
 		requiredLevel: r.GetRequiredSharedDataUpdateLevel(), priority: r.GetPriority(),
 		attempts: r.GetAttempts(), state: state, useShared: r.GetUseSharedData(),
+		notBefore: r.GetNotBeforeUnixMs(),
 	}
 	s.tasks[id] = t
 	return nil
@@ -441,9 +457,11 @@ func (b *builder) finish() error {
 		if s.closed {
 			continue
 		}
-		var completed, dead, completedLive, deadLive uint64
+		var completed, dead, completedLive, deadLive, cancelled uint64
 		for _, t := range s.tasks {
 			switch t.state {
+			case fsmpb.TaskState_TASK_STATE_CANCELLED:
+				cancelled++
 			case fsmpb.TaskState_TASK_STATE_COMPLETED:
 				completedLive++
 				completed++
@@ -461,6 +479,8 @@ func (b *builder) finish() error {
 			return fmt.Errorf("session %q: %d submitted but %d tasks", id, s.submitted, len(s.tasks))
 		case completed != s.completed:
 			return fmt.Errorf("session %q: %d completed but %d completed tasks", id, s.completed, completed)
+		case cancelled != s.cancelled:
+			return fmt.Errorf("session %q: %d cancelled but %d cancelled tasks", id, s.cancelled, cancelled)
 		case dead != s.deadLettered:
 			return fmt.Errorf("session %q: %d dead-lettered but %d dead tasks", id, s.deadLettered, dead)
 		case completedLive != uint64(s.results.live):

@@ -46,6 +46,17 @@ func (l *seqLog[V]) remove(seq uint64) bool {
 	return ok
 }
 
+// get returns the live entry with the given Seq.
+func (l *seqLog[V]) get(seq uint64) (V, bool) {
+	e := l.entries
+	i := sort.Search(len(e), func(i int) bool { return e[i].seq >= seq })
+	if i == len(e) || e[i].seq != seq || !e[i].live {
+		var zero V
+		return zero, false
+	}
+	return e[i].v, true
+}
+
 // take drops the live entry with the given Seq and returns its value.
 func (l *seqLog[V]) take(seq uint64) (V, bool) {
 	e := l.entries
@@ -123,7 +134,7 @@ func (s *session) recordResult(seq uint64, id string, t *task, payload []byte) {
 	t.payload = nil
 	t.errors = nil
 	t.outSeq = seq
-	s.pending--
+	s.leavePending(t)
 	s.completed++
 }
 

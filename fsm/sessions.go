@@ -20,6 +20,8 @@ type sessionMeta struct {
 	completed    uint64
 	deadLettered uint64
 	retried      uint64
+	cancelled    uint64
+	timedOut     uint64
 }
 
 type session struct {
@@ -27,6 +29,8 @@ type session struct {
 	// pending counts tasks in state pending (the other counters are kept by
 	// the logs or in sessionMeta).
 	pending uint64
+	// retrying counts pending tasks with at least one failed attempt.
+	retrying uint64
 	// tasks holds every task id the session accepted, in any state, so that
 	// a resubmission is recognised; dropped when the session closes.
 	tasks   map[string]*task
@@ -58,6 +62,9 @@ func (s *session) info() SessionInfo {
 		Completed:          s.completed,
 		DeadLettered:       s.deadLettered,
 		Retried:            s.retried,
+		Retrying:           s.retrying,
+		Cancelled:          s.cancelled,
+		TimedOut:           s.timedOut,
 		ResultsUnacked:     uint64(s.results.live),
 		DeadLettersUnacked: uint64(s.dead.live),
 	}
@@ -79,6 +86,12 @@ func DefaultAttrs(a *fsmpb.SessionAttrs) Attrs {
 	if out.MaxAttempts == 0 {
 		out.MaxAttempts = DefaultMaxAttempts
 	}
+	if out.RetryBackoffMs == 0 {
+		out.RetryBackoffMs = DefaultRetryBackoffMs
+	}
+	if out.RetryBackoffMaxMs == 0 {
+		out.RetryBackoffMaxMs = max(DefaultRetryBackoffMax, out.RetryBackoffMs)
+	}
 	return out
 }
 
@@ -97,6 +110,8 @@ func attrsFromProto(a *fsmpb.SessionAttrs) Attrs {
 		Tags:                        slices.Clone(a.GetTags()),
 		TaskTimeoutMs:               a.GetTaskTimeoutMs(),
 		MaxAttempts:                 a.GetMaxAttempts(),
+		RetryBackoffMs:              a.GetRetryBackoffMs(),
+		RetryBackoffMaxMs:           a.GetRetryBackoffMaxMs(),
 	}
 }
 
@@ -113,6 +128,8 @@ func attrsToProto(a Attrs) *fsmpb.SessionAttrs {
 		Tags:                        a.Tags,
 		TaskTimeoutMs:               a.TaskTimeoutMs,
 		MaxAttempts:                 a.MaxAttempts,
+		RetryBackoffMs:              a.RetryBackoffMs,
+		RetryBackoffMaxMs:           a.RetryBackoffMaxMs,
 	}
 }
 
@@ -135,6 +152,11 @@ func ValidateAttrs(a Attrs) error {
 		return newError(ErrInvalid, "task_timeout_ms %d is negative", a.TaskTimeoutMs)
 	case a.MaxAttempts < 1:
 		return newError(ErrInvalid, "max_attempts %d is below 1", a.MaxAttempts)
+	case a.RetryBackoffMs < 1 || a.RetryBackoffMs > MaxRetryBackoffMs:
+		return newError(ErrInvalid, "retry_backoff_ms %d is outside 1..%d", a.RetryBackoffMs, MaxRetryBackoffMs)
+	case a.RetryBackoffMaxMs < a.RetryBackoffMs || a.RetryBackoffMaxMs > MaxRetryBackoffMs:
+		return newError(ErrInvalid, "retry_backoff_max_ms %d must be between retry_backoff_ms (%d) and %d",
+			a.RetryBackoffMaxMs, a.RetryBackoffMs, MaxRetryBackoffMs)
 	case a.MaxInflightBatchesPerWorker < 1:
 		return newError(ErrInvalid, "max_inflight_batches_per_worker %d is below 1",
 			a.MaxInflightBatchesPerWorker)
@@ -178,6 +200,8 @@ func ApplyUpdate(a Attrs, u *fsmpb.UpdateSession) Attrs {
 	set32(&a.MaxInflightBatchesPerWorker, u.MaxInflightBatchesPerWorker)
 	set64(&a.TaskTimeoutMs, u.TaskTimeoutMs)
 	set32(&a.MaxAttempts, u.MaxAttempts)
+	set64(&a.RetryBackoffMs, u.RetryBackoffMs)
+	set64(&a.RetryBackoffMaxMs, u.RetryBackoffMaxMs)
 	if u.GetReplaceTags() {
 		// A new slice: snapshots and SessionInfo copies share the old one.
 		a.Tags = slices.Clone(u.GetTags())
@@ -245,6 +269,7 @@ func (f *FSM) closeSession(now int64, c *fsmpb.CloseSession) Response {
 	s.updated = now
 	s.tasks = nil
 	s.pending = 0
+	s.retrying = 0
 	s.results = seqLog[resultVal]{}
 	s.dead = seqLog[deadVal]{}
 	if f.listener != nil && len(cancelled) > 0 {

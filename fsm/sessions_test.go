@@ -15,6 +15,7 @@ func TestCreateSessionDefaults(t *testing.T) {
 	want := Attrs{
 		Priority: DefaultPriority, IdleTimeoutMs: DefaultIdleTimeoutMs,
 		MaxInflightBatchesPerWorker: DefaultMaxInflight, MaxAttempts: DefaultMaxAttempts,
+		RetryBackoffMs: DefaultRetryBackoffMs, RetryBackoffMaxMs: DefaultRetryBackoffMax,
 	}
 	if r.Session == nil || !equalInfo(*r.Session, SessionInfo{
 		ID: "s1", App: "app-s1", Attrs: want, CreatedUnixMs: h.log[0].NowUnixMs, UpdatedUnixMs: h.log[0].NowUnixMs,
@@ -32,14 +33,14 @@ func TestCreateSessionKeepsAttrs(t *testing.T) {
 	a := &fsmpb.SessionAttrs{
 		Priority: 9, ClientId: "c", MinWorkers: 2, MaxWorkers: 4, IdleTimeoutMs: 5, Preemptible: true,
 		CleanupOnClientExit: true, MaxInflightBatchesPerWorker: 3, Tags: []string{"x", "y"},
-		TaskTimeoutMs: 7, MaxAttempts: 1,
+		TaskTimeoutMs: 7, MaxAttempts: 1, RetryBackoffMs: 20, RetryBackoffMaxMs: 500,
 	}
 	h.mustOK(cmdCreate("s1", a))
 	got := info(t, h.f, "s1").Attrs
 	want := Attrs{
 		Priority: 9, ClientID: "c", MinWorkers: 2, MaxWorkers: 4, IdleTimeoutMs: 5, Preemptible: true,
 		CleanupOnClientExit: true, MaxInflightBatchesPerWorker: 3, Tags: []string{"x", "y"},
-		TaskTimeoutMs: 7, MaxAttempts: 1,
+		TaskTimeoutMs: 7, MaxAttempts: 1, RetryBackoffMs: 20, RetryBackoffMaxMs: 500,
 	}
 	if !equalInfo(SessionInfo{Attrs: got}, SessionInfo{Attrs: want}) {
 		t.Fatalf("attrs = %+v, want %+v", got, want)
@@ -69,6 +70,10 @@ func TestCreateSessionInvalid(t *testing.T) {
 		{"task timeout", "s", &fsmpb.SessionAttrs{TaskTimeoutMs: -1}, "task_timeout_ms -1"},
 		{"attempts", "s", &fsmpb.SessionAttrs{MaxAttempts: -3}, "max_attempts -3 is below 1"},
 		{"inflight", "s", &fsmpb.SessionAttrs{MaxInflightBatchesPerWorker: -1}, "max_inflight_batches_per_worker -1"},
+		{"backoff negative", "s", &fsmpb.SessionAttrs{RetryBackoffMs: -1}, "retry_backoff_ms -1 is outside 1..3600000"},
+		{"backoff too long", "s", &fsmpb.SessionAttrs{RetryBackoffMs: 3_600_001}, "retry_backoff_ms 3600001"},
+		{"backoff max below base", "s", &fsmpb.SessionAttrs{RetryBackoffMs: 500, RetryBackoffMaxMs: 100},
+			"retry_backoff_max_ms 100 must be between retry_backoff_ms (500) and 3600000"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,9 +92,10 @@ func TestCreateSessionInvalid(t *testing.T) {
 
 func TestValidateAttrsAcceptsBounds(t *testing.T) {
 	for _, a := range []Attrs{
-		{Priority: 0, MaxAttempts: 1, MaxInflightBatchesPerWorker: 1},
-		{Priority: MaxPriority, MinWorkers: 3, MaxWorkers: 3, MaxAttempts: 1, MaxInflightBatchesPerWorker: 1},
-		{MinWorkers: 3, MaxWorkers: 0, MaxAttempts: 9, MaxInflightBatchesPerWorker: 9},
+		{Priority: 0, MaxAttempts: 1, MaxInflightBatchesPerWorker: 1, RetryBackoffMs: 1, RetryBackoffMaxMs: 1},
+		{Priority: MaxPriority, MinWorkers: 3, MaxWorkers: 3, MaxAttempts: 1, MaxInflightBatchesPerWorker: 1,
+			RetryBackoffMs: MaxRetryBackoffMs, RetryBackoffMaxMs: MaxRetryBackoffMs},
+		{MinWorkers: 3, MaxWorkers: 0, MaxAttempts: 9, MaxInflightBatchesPerWorker: 9, RetryBackoffMs: 5, RetryBackoffMaxMs: 50},
 	} {
 		if err := ValidateAttrs(a); err != nil {
 			t.Errorf("ValidateAttrs(%+v) = %v", a, err)

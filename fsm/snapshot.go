@@ -136,6 +136,8 @@ func sessionRecord(m *sessionMeta) *fsmpb.SessionRecord {
 		Completed:     m.completed,
 		DeadLettered:  m.deadLettered,
 		Retried:       m.retried,
+		Cancelled:     m.cancelled,
+		TimedOut:      m.timedOut,
 	}
 }
 
@@ -158,6 +160,7 @@ func (s *Snapshot) writeTasks(rw *recordWriter) {
 			tr.Errors = ts.t.errors
 			tr.UseSharedData = ts.t.useShared
 			tr.RequiredSharedDataUpdateLevel = ts.t.requiredLevel
+			tr.NotBeforeUnixMs = ts.t.notBefore
 			rw.write(rec)
 		}
 	}

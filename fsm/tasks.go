@@ -18,6 +18,7 @@ type task struct {
 	// its log on Ack.
 	outSeq        uint64
 	requiredLevel int64
+	notBefore     int64 // retry backoff: not dispatched before (unix ms)
 	priority      int32
 	attempts      int32 // failed attempts
 	state         fsmpb.TaskState
@@ -35,6 +36,8 @@ func (t *task) export(session, id string) Task {
 		Seq:           t.seq,
 		UseSharedData: t.useShared,
 		RequiredLevel: t.requiredLevel,
+
+		NotBeforeUnixMs: t.notBefore,
 	}
 }
 
@@ -105,9 +108,36 @@ func (f *FSM) enqueue(e *fsmpb.Enqueue) Response {
 	return r
 }
 
+// leavePending updates the counters of a pending task that is about to get
+// an outcome or be cancelled.
+func (s *session) leavePending(t *task) {
+	s.pending--
+	if t.attempts > 0 {
+		s.retrying--
+	}
+	t.notBefore = 0
+}
+
+// retryDelay is the backoff before the next attempt of a task that has
+// failed attempts times (attempts >= 1): retry_backoff_ms doubled for every
+// failure after the first, capped at retry_backoff_max_ms, then scaled by
+// jitter (0..1000) to between half and all of it, so that tasks failing
+// together do not all come back together.
+func retryDelay(a Attrs, attempts int32, jitter uint32) int64 {
+	d := a.RetryBackoffMs
+	for i := int32(1); i < attempts && d < a.RetryBackoffMaxMs; i++ {
+		d *= 2
+	}
+	d = min(d, a.RetryBackoffMaxMs)
+	j := int64(min(jitter, 1000))
+	return d/2 + d*j/2000
+}
+
 // outcomes records what workers reported. Only a pending task takes an
-// outcome: the first completion wins, later ones are ignored.
-func (f *FSM) outcomes(o *fsmpb.Outcomes) Response {
+// outcome: the first completion wins, later ones are ignored. A failed
+// attempt is retried after its backoff, or dead-lettered after the last
+// attempt.
+func (f *FSM) outcomes(now int64, o *fsmpb.Outcomes) Response {
 	var r Response
 	s, ok := f.st.sessions[o.GetSessionId()]
 	if !ok || s.closed {
@@ -126,17 +156,25 @@ func (f *FSM) outcomes(o *fsmpb.Outcomes) Response {
 			continue
 		}
 		r.Recorded++
+		if oc.GetTimedOut() {
+			s.timedOut++
+		}
 		switch {
 		case oc.GetError() == "":
 			s.recordResult(f.st.seq(), id, t, oc.GetPayload())
 		case t.attempts+1 >= s.attrs.MaxAttempts:
 			t.errors = append(t.errors, oc.GetError())
+			s.leavePending(t)
 			t.attempts++
 			s.deadLetter(f.st.seq(), id, t)
 			r.DeadLettered++
 		default:
 			t.errors = append(t.errors, oc.GetError())
+			if t.attempts == 0 {
+				s.retrying++
+			}
 			t.attempts++
+			t.notBefore = now + retryDelay(s.attrs, t.attempts, oc.GetJitter())
 			s.retried++
 			r.Requeued++
 			if f.listener != nil {
@@ -172,4 +210,85 @@ func (f *FSM) TaskPending(session, id string) bool {
 	}
 	t, ok := s.tasks[id]
 	return ok && t.state == fsmpb.TaskState_TASK_STATE_PENDING
+}
+
+// cancelTasks cancels pending tasks: their payload is dropped, they are
+// never dispatched again and a late outcome is ignored. The id stays known,
+// so resubmitting it is a duplicate. Unknown ids and tasks that already have
+// an outcome are skipped; a malformed id rejects the command.
+func (f *FSM) cancelTasks(c *fsmpb.CancelTasks) Response {
+	s, err := f.openSession(c.GetSessionId())
+	if err != nil {
+		return Response{Err: err}
+	}
+	var refs []pendingRef
+	if c.GetAll() {
+		for id, t := range s.tasks {
+			if t.state == fsmpb.TaskState_TASK_STATE_PENDING {
+				refs = append(refs, pendingRef{id: id, seq: t.seq})
+			}
+		}
+	} else {
+		for i, id := range c.GetTaskIds() {
+			if n := len(id); n == 0 || n > MaxTaskIDLen {
+				return Response{Err: newError(ErrInvalid, "task id %d: must be 1..%d bytes, got %d", i, MaxTaskIDLen, n)}
+			}
+		}
+		for _, id := range c.GetTaskIds() {
+			if t, ok := s.tasks[id]; ok && t.state == fsmpb.TaskState_TASK_STATE_PENDING {
+				refs = append(refs, pendingRef{id: id, seq: t.seq})
+			}
+		}
+	}
+	var r Response
+	for _, ref := range refs {
+		t := s.tasks[ref.id]
+		if t.state != fsmpb.TaskState_TASK_STATE_PENDING {
+			continue // listed twice
+		}
+		s.leavePending(t)
+		t.state = fsmpb.TaskState_TASK_STATE_CANCELLED
+		t.payload, t.errors = nil, nil
+		s.cancelled++
+		r.Cancelled++
+	}
+	if r.Cancelled > 0 && f.listener != nil {
+		// sortedIDs dedups nothing, but a repeated id was skipped above only
+		// after its first cancellation, so drop repeats here too.
+		ids := sortedIDs(refs)
+		f.listener.TasksDone(s.id, slices.Compact(ids))
+	}
+	return r
+}
+
+// TaskStatuses returns the replicated state of each id, in the given
+// order; an id the session does not know has State UNSPECIFIED. ok is false
+// when the session does not exist.
+func (f *FSM) TaskStatuses(session string, ids []string) (out []TaskStatus, ok bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, ok := f.st.sessions[session]
+	if !ok {
+		return nil, false
+	}
+	out = make([]TaskStatus, len(ids))
+	for i, id := range ids {
+		out[i].ID = id
+		t, found := s.tasks[id]
+		if !found {
+			continue
+		}
+		out[i].State = t.state
+		out[i].Attempts = t.attempts
+		out[i].NotBeforeUnixMs = t.notBefore
+		switch t.state {
+		case fsmpb.TaskState_TASK_STATE_PENDING:
+			out[i].Errors = slices.Clone(t.errors)
+		case fsmpb.TaskState_TASK_STATE_DEAD:
+			if v, ok := s.dead.get(t.outSeq); ok {
+				out[i].Errors = slices.Clone(v.errors)
+			}
+		}
+	}
+	return out, true
 }

@@ -2,6 +2,8 @@ package fsm
 
 import (
 	"errors"
+
+	"github.com/gridd/gridd/fsm/fsmpb"
 )
 
 // Sentinel errors returned (wrapped) in Response.Err. They are business
@@ -26,6 +28,9 @@ const (
 	DefaultIdleTimeoutMs    = 60_000
 	DefaultMaxInflight      = 10
 	DefaultMaxAttempts      = 3
+	DefaultRetryBackoffMs   = 100
+	DefaultRetryBackoffMax  = 10_000
+	MaxRetryBackoffMs       = 3_600_000 // an hour: a longer wait is a mistake
 	DefaultRequestCacheSize = 100_000
 	MaxTaskIDLen            = 256
 	MaxSessionIDLen         = 256
@@ -44,6 +49,8 @@ type Attrs struct {
 	Tags                        []string
 	TaskTimeoutMs               int64 // 0: none
 	MaxAttempts                 int32
+	RetryBackoffMs              int64
+	RetryBackoffMaxMs           int64
 }
 
 // SessionInfo is a copy of a session's metadata and counters; callers may
@@ -61,6 +68,9 @@ type SessionInfo struct {
 	Completed          uint64 // tasks with a result, acknowledged or not
 	DeadLettered       uint64 // tasks that failed every attempt
 	Retried            uint64 // failed attempts that were requeued
+	Retrying           uint64 // pending tasks that failed at least once
+	Cancelled          uint64 // tasks cancelled before an outcome
+	TimedOut           uint64 // attempts that ran out their lease
 	ResultsUnacked     uint64
 	DeadLettersUnacked uint64
 }
@@ -76,6 +86,18 @@ type Task struct {
 	Seq           uint64 // order of acceptance, for FIFO within a priority
 	UseSharedData bool
 	RequiredLevel int64
+	// NotBeforeUnixMs: a failed task waits for its retry backoff until this
+	// time (leader's clock at the failure plus the backoff); 0 for none.
+	NotBeforeUnixMs int64
+}
+
+// TaskStatus is the replicated part of a task's state, for GetTasks.
+type TaskStatus struct {
+	ID              string
+	State           fsmpb.TaskState // UNSPECIFIED: unknown id
+	Attempts        int32
+	Errors          []string
+	NotBeforeUnixMs int64
 }
 
 // Result is a copy of a result not yet acknowledged by the client.
@@ -114,6 +136,8 @@ type Response struct {
 	// Outcomes: outcomes recorded, and ignored (task unknown or already
 	// has an outcome). Requeued and DeadLettered split the failures.
 	Recorded, Ignored, Requeued, DeadLettered int
+	// CancelTasks: tasks cancelled.
+	Cancelled int
 	// Ack: entries dropped.
 	Acked int
 }

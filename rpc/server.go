@@ -109,6 +109,7 @@ func (s *Server) sessionPB(info *fsm.SessionInfo) *griddpb.Session {
 			MaxWorkers: a.MaxWorkers, IdleTimeoutMs: a.IdleTimeoutMs, Preemptible: a.Preemptible,
 			CleanupOnClientExit: a.CleanupOnClientExit, MaxInflightBatchesPerWorker: a.MaxInflightBatchesPerWorker,
 			Tags: a.Tags, TaskTimeoutMs: a.TaskTimeoutMs, MaxAttempts: a.MaxAttempts,
+			RetryBackoffMs: a.RetryBackoffMs, RetryBackoffMaxMs: a.RetryBackoffMaxMs,
 		},
 		State:         state,
 		CreatedUnixMs: info.CreatedUnixMs,
@@ -117,6 +118,7 @@ func (s *Server) sessionPB(info *fsm.SessionInfo) *griddpb.Session {
 			Submitted: info.Submitted, Pending: info.Pending, Completed: info.Completed,
 			DeadLettered: info.DeadLettered, Retried: info.Retried, ResultsUnacked: info.ResultsUnacked,
 			DeadLettersUnacked: info.DeadLettersUnacked, Running: uint64(s.disp.Running(info.ID)),
+			Cancelled: info.Cancelled, Retrying: info.Retrying, TimedOut: info.TimedOut,
 		},
 	}
 }

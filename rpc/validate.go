@@ -134,6 +134,8 @@ func attrsToFSM(a *griddpb.SessionAttributes) *fsmpb.SessionAttrs {
 		Tags:                        a.Tags,
 		TaskTimeoutMs:               a.TaskTimeoutMs,
 		MaxAttempts:                 a.MaxAttempts,
+		RetryBackoffMs:              a.RetryBackoffMs,
+		RetryBackoffMaxMs:           a.RetryBackoffMaxMs,
 	}
 }
 
@@ -165,6 +167,8 @@ func updateToFSM(id string, u *griddpb.SessionUpdate) *fsmpb.UpdateSession {
 	c.MaxInflightBatchesPerWorker = u.MaxInflightBatchesPerWorker
 	c.TaskTimeoutMs = u.TaskTimeoutMs
 	c.MaxAttempts = u.MaxAttempts
+	c.RetryBackoffMs = u.RetryBackoffMs
+	c.RetryBackoffMaxMs = u.RetryBackoffMaxMs
 	c.ReplaceTags = u.ReplaceTags
 	c.Tags = u.Tags
 	return c

@@ -3,6 +3,7 @@ package rpc
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
 
 	"github.com/gridd/gridd/fsm/fsmpb"
 	"github.com/gridd/gridd/rpc/griddpb"
@@ -139,6 +140,10 @@ func (s *Server) recordOutcomes(p *pump, sid string, b *griddpb.Batch) {
 	outs := make([]*fsmpb.Outcome, len(b.Messages))
 	for i, m := range b.Messages {
 		outs[i] = &fsmpb.Outcome{TaskId: m.Id, Payload: m.Payload, Error: m.Error}
+		if m.Error != "" {
+			// The leader draws the retry jitter so that replicas agree.
+			outs[i].Jitter = uint32(rand.IntN(1001))
+		}
 	}
 	_, err := s.propose(p.ctx, &fsmpb.Command{Cmd: &fsmpb.Command_Outcomes{Outcomes: &fsmpb.Outcomes{
 		SessionId: sid, Outcomes: outs,

@@ -112,6 +112,7 @@ type Command struct {
 	//	*Command_SetMember
 	//	*Command_RemoveMember
 	//	*Command_RetryDeadLetters
+	//	*Command_CancelTasks
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -258,6 +259,15 @@ func (x *Command) GetRetryDeadLetters() *RetryDeadLetters {
 	return nil
 }
 
+func (x *Command) GetCancelTasks() *CancelTasks {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_CancelTasks); ok {
+			return x.CancelTasks
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -302,6 +312,10 @@ type Command_RetryDeadLetters struct {
 	RetryDeadLetters *RetryDeadLetters `protobuf:"bytes,19,opt,name=retry_dead_letters,json=retryDeadLetters,proto3,oneof"`
 }
 
+type Command_CancelTasks struct {
+	CancelTasks *CancelTasks `protobuf:"bytes,20,opt,name=cancel_tasks,json=cancelTasks,proto3,oneof"`
+}
+
 func (*Command_CreateSession) isCommand_Cmd() {}
 
 func (*Command_UpdateSession) isCommand_Cmd() {}
@@ -322,6 +336,8 @@ func (*Command_RemoveMember) isCommand_Cmd() {}
 
 func (*Command_RetryDeadLetters) isCommand_Cmd() {}
 
+func (*Command_CancelTasks) isCommand_Cmd() {}
+
 type SessionAttrs struct {
 	state                       protoimpl.MessageState `protogen:"open.v1"`
 	Priority                    int32                  `protobuf:"varint,1,opt,name=priority,proto3" json:"priority,omitempty"`
@@ -335,8 +351,12 @@ type SessionAttrs struct {
 	Tags                        []string               `protobuf:"bytes,9,rep,name=tags,proto3" json:"tags,omitempty"`
 	TaskTimeoutMs               int64                  `protobuf:"varint,10,opt,name=task_timeout_ms,json=taskTimeoutMs,proto3" json:"task_timeout_ms,omitempty"`
 	MaxAttempts                 int32                  `protobuf:"varint,11,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
-	unknownFields               protoimpl.UnknownFields
-	sizeCache                   protoimpl.SizeCache
+	// Delay before the first retry of a failed attempt; it doubles with every
+	// further failure up to retry_backoff_max_ms.
+	RetryBackoffMs    int64 `protobuf:"varint,12,opt,name=retry_backoff_ms,json=retryBackoffMs,proto3" json:"retry_backoff_ms,omitempty"`
+	RetryBackoffMaxMs int64 `protobuf:"varint,13,opt,name=retry_backoff_max_ms,json=retryBackoffMaxMs,proto3" json:"retry_backoff_max_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SessionAttrs) Reset() {
@@ -446,6 +466,20 @@ func (x *SessionAttrs) GetMaxAttempts() int32 {
 	return 0
 }
 
+func (x *SessionAttrs) GetRetryBackoffMs() int64 {
+	if x != nil {
+		return x.RetryBackoffMs
+	}
+	return 0
+}
+
+func (x *SessionAttrs) GetRetryBackoffMaxMs() int64 {
+	if x != nil {
+		return x.RetryBackoffMaxMs
+	}
+	return 0
+}
+
 type CreateSession struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Chosen by the leader (or the client) before proposing.
@@ -520,6 +554,8 @@ type UpdateSession struct {
 	MaxInflightBatchesPerWorker *int32                 `protobuf:"varint,8,opt,name=max_inflight_batches_per_worker,json=maxInflightBatchesPerWorker,proto3,oneof" json:"max_inflight_batches_per_worker,omitempty"`
 	TaskTimeoutMs               *int64                 `protobuf:"varint,9,opt,name=task_timeout_ms,json=taskTimeoutMs,proto3,oneof" json:"task_timeout_ms,omitempty"`
 	MaxAttempts                 *int32                 `protobuf:"varint,10,opt,name=max_attempts,json=maxAttempts,proto3,oneof" json:"max_attempts,omitempty"`
+	RetryBackoffMs              *int64                 `protobuf:"varint,13,opt,name=retry_backoff_ms,json=retryBackoffMs,proto3,oneof" json:"retry_backoff_ms,omitempty"`
+	RetryBackoffMaxMs           *int64                 `protobuf:"varint,14,opt,name=retry_backoff_max_ms,json=retryBackoffMaxMs,proto3,oneof" json:"retry_backoff_max_ms,omitempty"`
 	ReplaceTags                 bool                   `protobuf:"varint,11,opt,name=replace_tags,json=replaceTags,proto3" json:"replace_tags,omitempty"`
 	Tags                        []string               `protobuf:"bytes,12,rep,name=tags,proto3" json:"tags,omitempty"`
 	unknownFields               protoimpl.UnknownFields
@@ -622,6 +658,20 @@ func (x *UpdateSession) GetTaskTimeoutMs() int64 {
 func (x *UpdateSession) GetMaxAttempts() int32 {
 	if x != nil && x.MaxAttempts != nil {
 		return *x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *UpdateSession) GetRetryBackoffMs() int64 {
+	if x != nil && x.RetryBackoffMs != nil {
+		return *x.RetryBackoffMs
+	}
+	return 0
+}
+
+func (x *UpdateSession) GetRetryBackoffMaxMs() int64 {
+	if x != nil && x.RetryBackoffMaxMs != nil {
+		return *x.RetryBackoffMaxMs
 	}
 	return 0
 }
@@ -818,7 +868,14 @@ type Outcome struct {
 	TaskId  string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Payload []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Non-empty: the attempt failed.
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// For a failed attempt: a random draw in 0..1000 made by the leader, which
+	// spreads the retry delay between half and all of the backoff. Drawn by
+	// the leader so that every replica computes the same not-before time.
+	Jitter uint32 `protobuf:"varint,4,opt,name=jitter,proto3" json:"jitter,omitempty"`
+	// The attempt ran out its lease (task_timeout) on a silent worker; it
+	// counts as a failed attempt.
+	TimedOut      bool `protobuf:"varint,5,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -872,6 +929,20 @@ func (x *Outcome) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Outcome) GetJitter() uint32 {
+	if x != nil {
+		return x.Jitter
+	}
+	return 0
+}
+
+func (x *Outcome) GetTimedOut() bool {
+	if x != nil {
+		return x.TimedOut
+	}
+	return false
 }
 
 // Outcomes records what workers reported: results and failed attempts. The
@@ -1043,6 +1114,69 @@ func (x *RetryDeadLetters) GetAll() bool {
 	return false
 }
 
+// CancelTasks cancels tasks without an outcome: the listed ids, or every
+// pending task of the session when all is set. A cancelled task is never
+// dispatched again and a late result for it is ignored.
+type CancelTasks struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	TaskIds       []string               `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	All           bool                   `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTasks) Reset() {
+	*x = CancelTasks{}
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTasks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTasks) ProtoMessage() {}
+
+func (x *CancelTasks) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTasks.ProtoReflect.Descriptor instead.
+func (*CancelTasks) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CancelTasks) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *CancelTasks) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
+func (x *CancelTasks) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
 type SetMember struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1054,7 +1188,7 @@ type SetMember struct {
 
 func (x *SetMember) Reset() {
 	*x = SetMember{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[11]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1200,7 @@ func (x *SetMember) String() string {
 func (*SetMember) ProtoMessage() {}
 
 func (x *SetMember) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[11]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1213,7 @@ func (x *SetMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMember.ProtoReflect.Descriptor instead.
 func (*SetMember) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{11}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetMember) GetId() string {
@@ -1112,7 +1246,7 @@ type RemoveMember struct {
 
 func (x *RemoveMember) Reset() {
 	*x = RemoveMember{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[12]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1258,7 @@ func (x *RemoveMember) String() string {
 func (*RemoveMember) ProtoMessage() {}
 
 func (x *RemoveMember) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[12]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1271,7 @@ func (x *RemoveMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMember.ProtoReflect.Descriptor instead.
 func (*RemoveMember) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{12}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RemoveMember) GetId() string {
@@ -1166,7 +1300,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[13]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1312,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[13]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1325,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{13}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Record) GetRec() isRecord_Rec {
@@ -1335,7 +1469,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1481,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1494,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{14}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1389,13 +1523,15 @@ type SessionRecord struct {
 	Completed     uint64                 `protobuf:"varint,8,opt,name=completed,proto3" json:"completed,omitempty"`
 	DeadLettered  uint64                 `protobuf:"varint,9,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
 	Retried       uint64                 `protobuf:"varint,10,opt,name=retried,proto3" json:"retried,omitempty"`
+	Cancelled     uint64                 `protobuf:"varint,11,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	TimedOut      uint64                 `protobuf:"varint,12,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionRecord) Reset() {
 	*x = SessionRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1543,7 @@ func (x *SessionRecord) String() string {
 func (*SessionRecord) ProtoMessage() {}
 
 func (x *SessionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1556,7 @@ func (x *SessionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRecord.ProtoReflect.Descriptor instead.
 func (*SessionRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{15}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionRecord) GetId() string {
@@ -1493,6 +1629,20 @@ func (x *SessionRecord) GetRetried() uint64 {
 	return 0
 }
 
+func (x *SessionRecord) GetCancelled() uint64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetTimedOut() uint64 {
+	if x != nil {
+		return x.TimedOut
+	}
+	return 0
+}
+
 type TaskRecord struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -1506,13 +1656,16 @@ type TaskRecord struct {
 	Errors                        []string `protobuf:"bytes,8,rep,name=errors,proto3" json:"errors,omitempty"`
 	UseSharedData                 bool     `protobuf:"varint,9,opt,name=use_shared_data,json=useSharedData,proto3" json:"use_shared_data,omitempty"`
 	RequiredSharedDataUpdateLevel int64    `protobuf:"varint,10,opt,name=required_shared_data_update_level,json=requiredSharedDataUpdateLevel,proto3" json:"required_shared_data_update_level,omitempty"`
-	unknownFields                 protoimpl.UnknownFields
-	sizeCache                     protoimpl.SizeCache
+	// A pending task that failed is not dispatched before this time (retry
+	// backoff); 0 for none.
+	NotBeforeUnixMs int64 `protobuf:"varint,11,opt,name=not_before_unix_ms,json=notBeforeUnixMs,proto3" json:"not_before_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1677,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1690,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{16}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TaskRecord) GetSessionId() string {
@@ -1610,6 +1763,13 @@ func (x *TaskRecord) GetRequiredSharedDataUpdateLevel() int64 {
 	return 0
 }
 
+func (x *TaskRecord) GetNotBeforeUnixMs() int64 {
+	if x != nil {
+		return x.NotBeforeUnixMs
+	}
+	return 0
+}
+
 type ResultRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -1623,7 +1783,7 @@ type ResultRecord struct {
 
 func (x *ResultRecord) Reset() {
 	*x = ResultRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1795,7 @@ func (x *ResultRecord) String() string {
 func (*ResultRecord) ProtoMessage() {}
 
 func (x *ResultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1808,7 @@ func (x *ResultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecord.ProtoReflect.Descriptor instead.
 func (*ResultRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{17}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResultRecord) GetSessionId() string {
@@ -1700,7 +1860,7 @@ type DeadLetterRecord struct {
 
 func (x *DeadLetterRecord) Reset() {
 	*x = DeadLetterRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1872,7 @@ func (x *DeadLetterRecord) String() string {
 func (*DeadLetterRecord) ProtoMessage() {}
 
 func (x *DeadLetterRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1885,7 @@ func (x *DeadLetterRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterRecord.ProtoReflect.Descriptor instead.
 func (*DeadLetterRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{18}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeadLetterRecord) GetSessionId() string {
@@ -1786,7 +1946,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1958,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1971,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{19}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RequestRecord) GetRequestId() string {
@@ -1859,7 +2019,7 @@ type SnapshotTrailer struct {
 
 func (x *SnapshotTrailer) Reset() {
 	*x = SnapshotTrailer{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[20]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +2031,7 @@ func (x *SnapshotTrailer) String() string {
 func (*SnapshotTrailer) ProtoMessage() {}
 
 func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[20]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +2044,7 @@ func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotTrailer.ProtoReflect.Descriptor instead.
 func (*SnapshotTrailer) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{20}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SnapshotTrailer) GetRecords() uint64 {
@@ -1905,7 +2065,7 @@ var File_fsm_fsmpb_command_proto protoreflect.FileDescriptor
 
 const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x17fsm/fsmpb/command.proto\x12\fgridd.fsm.v1\"\xc9\x05\n" +
+	"\x17fsm/fsmpb/command.proto\x12\fgridd.fsm.v1\"\x89\x06\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x12\x1d\n" +
 	"\n" +
@@ -1922,8 +2082,9 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\n" +
 	"set_member\x18\x11 \x01(\v2\x17.gridd.fsm.v1.SetMemberH\x00R\tsetMember\x12A\n" +
 	"\rremove_member\x18\x12 \x01(\v2\x1a.gridd.fsm.v1.RemoveMemberH\x00R\fremoveMember\x12N\n" +
-	"\x12retry_dead_letters\x18\x13 \x01(\v2\x1e.gridd.fsm.v1.RetryDeadLettersH\x00R\x10retryDeadLettersB\x05\n" +
-	"\x03cmd\"\xad\x03\n" +
+	"\x12retry_dead_letters\x18\x13 \x01(\v2\x1e.gridd.fsm.v1.RetryDeadLettersH\x00R\x10retryDeadLetters\x12>\n" +
+	"\fcancel_tasks\x18\x14 \x01(\v2\x19.gridd.fsm.v1.CancelTasksH\x00R\vcancelTasksB\x05\n" +
+	"\x03cmd\"\x88\x04\n" +
 	"\fSessionAttrs\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
@@ -1938,12 +2099,14 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\x04tags\x18\t \x03(\tR\x04tags\x12&\n" +
 	"\x0ftask_timeout_ms\x18\n" +
 	" \x01(\x03R\rtaskTimeoutMs\x12!\n" +
-	"\fmax_attempts\x18\v \x01(\x05R\vmaxAttempts\"r\n" +
+	"\fmax_attempts\x18\v \x01(\x05R\vmaxAttempts\x12(\n" +
+	"\x10retry_backoff_ms\x18\f \x01(\x03R\x0eretryBackoffMs\x12/\n" +
+	"\x14retry_backoff_max_ms\x18\r \x01(\x03R\x11retryBackoffMaxMs\"r\n" +
 	"\rCreateSession\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x120\n" +
-	"\x05attrs\x18\x03 \x01(\v2\x1a.gridd.fsm.v1.SessionAttrsR\x05attrs\"\xb5\x05\n" +
+	"\x05attrs\x18\x03 \x01(\v2\x1a.gridd.fsm.v1.SessionAttrsR\x05attrs\"\xc8\x06\n" +
 	"\rUpdateSession\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1f\n" +
@@ -1958,7 +2121,10 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\x1fmax_inflight_batches_per_worker\x18\b \x01(\x05H\x06R\x1bmaxInflightBatchesPerWorker\x88\x01\x01\x12+\n" +
 	"\x0ftask_timeout_ms\x18\t \x01(\x03H\aR\rtaskTimeoutMs\x88\x01\x01\x12&\n" +
 	"\fmax_attempts\x18\n" +
-	" \x01(\x05H\bR\vmaxAttempts\x88\x01\x01\x12!\n" +
+	" \x01(\x05H\bR\vmaxAttempts\x88\x01\x01\x12-\n" +
+	"\x10retry_backoff_ms\x18\r \x01(\x03H\tR\x0eretryBackoffMs\x88\x01\x01\x124\n" +
+	"\x14retry_backoff_max_ms\x18\x0e \x01(\x03H\n" +
+	"R\x11retryBackoffMaxMs\x88\x01\x01\x12!\n" +
 	"\freplace_tags\x18\v \x01(\bR\vreplaceTags\x12\x12\n" +
 	"\x04tags\x18\f \x03(\tR\x04tagsB\v\n" +
 	"\t_priorityB\x0e\n" +
@@ -1969,7 +2135,9 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\x17_cleanup_on_client_exitB\"\n" +
 	" _max_inflight_batches_per_workerB\x12\n" +
 	"\x10_task_timeout_msB\x0f\n" +
-	"\r_max_attempts\"-\n" +
+	"\r_max_attemptsB\x13\n" +
+	"\x11_retry_backoff_msB\x17\n" +
+	"\x15_retry_backoff_max_ms\"-\n" +
 	"\fCloseSession\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"L\n" +
@@ -1982,11 +2150,13 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12(\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x12.gridd.fsm.v1.TaskR\x05tasks\x12&\n" +
 	"\x0fuse_shared_data\x18\x03 \x01(\bR\ruseSharedData\x12H\n" +
-	"!required_shared_data_update_level\x18\x04 \x01(\x03R\x1drequiredSharedDataUpdateLevel\"R\n" +
+	"!required_shared_data_update_level\x18\x04 \x01(\x03R\x1drequiredSharedDataUpdateLevel\"\x87\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\\\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x16\n" +
+	"\x06jitter\x18\x04 \x01(\rR\x06jitter\x12\x1b\n" +
+	"\ttimed_out\x18\x05 \x01(\bR\btimedOut\"\\\n" +
 	"\bOutcomes\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x121\n" +
@@ -1996,6 +2166,11 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\"^\n" +
 	"\x10RetryDeadLetters\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
+	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"Y\n" +
+	"\vCancelTasks\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x10\n" +
@@ -2019,7 +2194,7 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\x03rec\"E\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x19\n" +
-	"\bnext_seq\x18\x02 \x01(\x04R\anextSeq\"\xc6\x02\n" +
+	"\bnext_seq\x18\x02 \x01(\x04R\anextSeq\"\x81\x03\n" +
 	"\rSessionRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x120\n" +
@@ -2031,7 +2206,9 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\tcompleted\x18\b \x01(\x04R\tcompleted\x12#\n" +
 	"\rdead_lettered\x18\t \x01(\x04R\fdeadLettered\x12\x18\n" +
 	"\aretried\x18\n" +
-	" \x01(\x04R\aretried\"\xd8\x02\n" +
+	" \x01(\x04R\aretried\x12\x1c\n" +
+	"\tcancelled\x18\v \x01(\x04R\tcancelled\x12\x1b\n" +
+	"\ttimed_out\x18\f \x01(\x04R\btimedOut\"\x85\x03\n" +
 	"\n" +
 	"TaskRecord\x12\x1d\n" +
 	"\n" +
@@ -2045,7 +2222,8 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\x06errors\x18\b \x03(\tR\x06errors\x12&\n" +
 	"\x0fuse_shared_data\x18\t \x01(\bR\ruseSharedData\x12H\n" +
 	"!required_shared_data_update_level\x18\n" +
-	" \x01(\x03R\x1drequiredSharedDataUpdateLevel\"\x8c\x01\n" +
+	" \x01(\x03R\x1drequiredSharedDataUpdateLevel\x12+\n" +
+	"\x12not_before_unix_ms\x18\v \x01(\x03R\x0fnotBeforeUnixMs\"\x8c\x01\n" +
 	"\fResultRecord\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -2095,7 +2273,7 @@ func file_fsm_fsmpb_command_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_fsmpb_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsm_fsmpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_fsm_fsmpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_fsm_fsmpb_command_proto_goTypes = []any{
 	(TaskState)(0),           // 0: gridd.fsm.v1.TaskState
 	(*Command)(nil),          // 1: gridd.fsm.v1.Command
@@ -2109,16 +2287,17 @@ var file_fsm_fsmpb_command_proto_goTypes = []any{
 	(*Outcomes)(nil),         // 9: gridd.fsm.v1.Outcomes
 	(*Ack)(nil),              // 10: gridd.fsm.v1.Ack
 	(*RetryDeadLetters)(nil), // 11: gridd.fsm.v1.RetryDeadLetters
-	(*SetMember)(nil),        // 12: gridd.fsm.v1.SetMember
-	(*RemoveMember)(nil),     // 13: gridd.fsm.v1.RemoveMember
-	(*Record)(nil),           // 14: gridd.fsm.v1.Record
-	(*SnapshotHeader)(nil),   // 15: gridd.fsm.v1.SnapshotHeader
-	(*SessionRecord)(nil),    // 16: gridd.fsm.v1.SessionRecord
-	(*TaskRecord)(nil),       // 17: gridd.fsm.v1.TaskRecord
-	(*ResultRecord)(nil),     // 18: gridd.fsm.v1.ResultRecord
-	(*DeadLetterRecord)(nil), // 19: gridd.fsm.v1.DeadLetterRecord
-	(*RequestRecord)(nil),    // 20: gridd.fsm.v1.RequestRecord
-	(*SnapshotTrailer)(nil),  // 21: gridd.fsm.v1.SnapshotTrailer
+	(*CancelTasks)(nil),      // 12: gridd.fsm.v1.CancelTasks
+	(*SetMember)(nil),        // 13: gridd.fsm.v1.SetMember
+	(*RemoveMember)(nil),     // 14: gridd.fsm.v1.RemoveMember
+	(*Record)(nil),           // 15: gridd.fsm.v1.Record
+	(*SnapshotHeader)(nil),   // 16: gridd.fsm.v1.SnapshotHeader
+	(*SessionRecord)(nil),    // 17: gridd.fsm.v1.SessionRecord
+	(*TaskRecord)(nil),       // 18: gridd.fsm.v1.TaskRecord
+	(*ResultRecord)(nil),     // 19: gridd.fsm.v1.ResultRecord
+	(*DeadLetterRecord)(nil), // 20: gridd.fsm.v1.DeadLetterRecord
+	(*RequestRecord)(nil),    // 21: gridd.fsm.v1.RequestRecord
+	(*SnapshotTrailer)(nil),  // 22: gridd.fsm.v1.SnapshotTrailer
 }
 var file_fsm_fsmpb_command_proto_depIdxs = []int32{
 	3,  // 0: gridd.fsm.v1.Command.create_session:type_name -> gridd.fsm.v1.CreateSession
@@ -2128,27 +2307,28 @@ var file_fsm_fsmpb_command_proto_depIdxs = []int32{
 	9,  // 4: gridd.fsm.v1.Command.outcomes:type_name -> gridd.fsm.v1.Outcomes
 	10, // 5: gridd.fsm.v1.Command.ack_results:type_name -> gridd.fsm.v1.Ack
 	10, // 6: gridd.fsm.v1.Command.ack_dead_letters:type_name -> gridd.fsm.v1.Ack
-	12, // 7: gridd.fsm.v1.Command.set_member:type_name -> gridd.fsm.v1.SetMember
-	13, // 8: gridd.fsm.v1.Command.remove_member:type_name -> gridd.fsm.v1.RemoveMember
+	13, // 7: gridd.fsm.v1.Command.set_member:type_name -> gridd.fsm.v1.SetMember
+	14, // 8: gridd.fsm.v1.Command.remove_member:type_name -> gridd.fsm.v1.RemoveMember
 	11, // 9: gridd.fsm.v1.Command.retry_dead_letters:type_name -> gridd.fsm.v1.RetryDeadLetters
-	2,  // 10: gridd.fsm.v1.CreateSession.attrs:type_name -> gridd.fsm.v1.SessionAttrs
-	6,  // 11: gridd.fsm.v1.Enqueue.tasks:type_name -> gridd.fsm.v1.Task
-	8,  // 12: gridd.fsm.v1.Outcomes.outcomes:type_name -> gridd.fsm.v1.Outcome
-	15, // 13: gridd.fsm.v1.Record.header:type_name -> gridd.fsm.v1.SnapshotHeader
-	16, // 14: gridd.fsm.v1.Record.session:type_name -> gridd.fsm.v1.SessionRecord
-	17, // 15: gridd.fsm.v1.Record.task:type_name -> gridd.fsm.v1.TaskRecord
-	18, // 16: gridd.fsm.v1.Record.result:type_name -> gridd.fsm.v1.ResultRecord
-	19, // 17: gridd.fsm.v1.Record.dead_letter:type_name -> gridd.fsm.v1.DeadLetterRecord
-	20, // 18: gridd.fsm.v1.Record.request:type_name -> gridd.fsm.v1.RequestRecord
-	12, // 19: gridd.fsm.v1.Record.member:type_name -> gridd.fsm.v1.SetMember
-	21, // 20: gridd.fsm.v1.Record.trailer:type_name -> gridd.fsm.v1.SnapshotTrailer
-	2,  // 21: gridd.fsm.v1.SessionRecord.attrs:type_name -> gridd.fsm.v1.SessionAttrs
-	0,  // 22: gridd.fsm.v1.TaskRecord.state:type_name -> gridd.fsm.v1.TaskState
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	12, // 10: gridd.fsm.v1.Command.cancel_tasks:type_name -> gridd.fsm.v1.CancelTasks
+	2,  // 11: gridd.fsm.v1.CreateSession.attrs:type_name -> gridd.fsm.v1.SessionAttrs
+	6,  // 12: gridd.fsm.v1.Enqueue.tasks:type_name -> gridd.fsm.v1.Task
+	8,  // 13: gridd.fsm.v1.Outcomes.outcomes:type_name -> gridd.fsm.v1.Outcome
+	16, // 14: gridd.fsm.v1.Record.header:type_name -> gridd.fsm.v1.SnapshotHeader
+	17, // 15: gridd.fsm.v1.Record.session:type_name -> gridd.fsm.v1.SessionRecord
+	18, // 16: gridd.fsm.v1.Record.task:type_name -> gridd.fsm.v1.TaskRecord
+	19, // 17: gridd.fsm.v1.Record.result:type_name -> gridd.fsm.v1.ResultRecord
+	20, // 18: gridd.fsm.v1.Record.dead_letter:type_name -> gridd.fsm.v1.DeadLetterRecord
+	21, // 19: gridd.fsm.v1.Record.request:type_name -> gridd.fsm.v1.RequestRecord
+	13, // 20: gridd.fsm.v1.Record.member:type_name -> gridd.fsm.v1.SetMember
+	22, // 21: gridd.fsm.v1.Record.trailer:type_name -> gridd.fsm.v1.SnapshotTrailer
+	2,  // 22: gridd.fsm.v1.SessionRecord.attrs:type_name -> gridd.fsm.v1.SessionAttrs
+	0,  // 23: gridd.fsm.v1.TaskRecord.state:type_name -> gridd.fsm.v1.TaskState
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_fsm_fsmpb_command_proto_init() }
@@ -2167,9 +2347,10 @@ func file_fsm_fsmpb_command_proto_init() {
 		(*Command_SetMember)(nil),
 		(*Command_RemoveMember)(nil),
 		(*Command_RetryDeadLetters)(nil),
+		(*Command_CancelTasks)(nil),
 	}
 	file_fsm_fsmpb_command_proto_msgTypes[3].OneofWrappers = []any{}
-	file_fsm_fsmpb_command_proto_msgTypes[13].OneofWrappers = []any{
+	file_fsm_fsmpb_command_proto_msgTypes[14].OneofWrappers = []any{
 		(*Record_Header)(nil),
 		(*Record_Session)(nil),
 		(*Record_Task)(nil),
@@ -2185,7 +2366,7 @@ func file_fsm_fsmpb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_fsmpb_command_proto_rawDesc), len(file_fsm_fsmpb_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

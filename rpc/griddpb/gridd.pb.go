@@ -179,6 +179,77 @@ func (InstructionType) EnumDescriptor() ([]byte, []int) {
 	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{2}
 }
 
+// The life of a task as GetTasks reports it.
+type TaskState int32
+
+const (
+	TaskState_TASK_STATE_UNSPECIFIED TaskState = 0
+	// Waiting for a worker.
+	TaskState_TASK_STATE_PENDING TaskState = 1
+	// Held by a worker now.
+	TaskState_TASK_STATE_RUNNING TaskState = 2
+	// Failed at least once; waits for its next attempt (retry backoff).
+	TaskState_TASK_STATE_FAILED TaskState = 3
+	// Has a result (acknowledged by the client or not).
+	TaskState_TASK_STATE_COMPLETED TaskState = 4
+	// Failed every attempt.
+	TaskState_TASK_STATE_DEAD_LETTERED TaskState = 5
+	TaskState_TASK_STATE_CANCELLED     TaskState = 6
+	// The session does not know this id.
+	TaskState_TASK_STATE_NOT_FOUND TaskState = 7
+)
+
+// Enum value maps for TaskState.
+var (
+	TaskState_name = map[int32]string{
+		0: "TASK_STATE_UNSPECIFIED",
+		1: "TASK_STATE_PENDING",
+		2: "TASK_STATE_RUNNING",
+		3: "TASK_STATE_FAILED",
+		4: "TASK_STATE_COMPLETED",
+		5: "TASK_STATE_DEAD_LETTERED",
+		6: "TASK_STATE_CANCELLED",
+		7: "TASK_STATE_NOT_FOUND",
+	}
+	TaskState_value = map[string]int32{
+		"TASK_STATE_UNSPECIFIED":   0,
+		"TASK_STATE_PENDING":       1,
+		"TASK_STATE_RUNNING":       2,
+		"TASK_STATE_FAILED":        3,
+		"TASK_STATE_COMPLETED":     4,
+		"TASK_STATE_DEAD_LETTERED": 5,
+		"TASK_STATE_CANCELLED":     6,
+		"TASK_STATE_NOT_FOUND":     7,
+	}
+)
+
+func (x TaskState) Enum() *TaskState {
+	p := new(TaskState)
+	*p = x
+	return p
+}
+
+func (x TaskState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TaskState) Descriptor() protoreflect.EnumDescriptor {
+	return file_rpc_griddpb_gridd_proto_enumTypes[3].Descriptor()
+}
+
+func (TaskState) Type() protoreflect.EnumType {
+	return &file_rpc_griddpb_gridd_proto_enumTypes[3]
+}
+
+func (x TaskState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TaskState.Descriptor instead.
+func (TaskState) EnumDescriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{3}
+}
+
 // SessionAttributes are chosen by the client at creation and may be changed
 // with UpdateSession. Zero values mean "use the default" (see each field).
 type SessionAttributes struct {
@@ -201,9 +272,14 @@ type SessionAttributes struct {
 	// Milliseconds a task may run before its lease expires; 0 means no limit.
 	TaskTimeoutMs int64 `protobuf:"varint,10,opt,name=task_timeout_ms,json=taskTimeoutMs,proto3" json:"task_timeout_ms,omitempty"`
 	// Attempts before a failing task is dead-lettered; 0 means the default, 3.
-	MaxAttempts   int32 `protobuf:"varint,11,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxAttempts int32 `protobuf:"varint,11,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// Milliseconds before the first retry of a failed attempt; doubles with
+	// every further failure (with jitter: half to all of it) up to
+	// retry_backoff_max_ms. 0 means the defaults, 100 and 10000.
+	RetryBackoffMs    int64 `protobuf:"varint,12,opt,name=retry_backoff_ms,json=retryBackoffMs,proto3" json:"retry_backoff_ms,omitempty"`
+	RetryBackoffMaxMs int64 `protobuf:"varint,13,opt,name=retry_backoff_max_ms,json=retryBackoffMaxMs,proto3" json:"retry_backoff_max_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SessionAttributes) Reset() {
@@ -313,6 +389,20 @@ func (x *SessionAttributes) GetMaxAttempts() int32 {
 	return 0
 }
 
+func (x *SessionAttributes) GetRetryBackoffMs() int64 {
+	if x != nil {
+		return x.RetryBackoffMs
+	}
+	return 0
+}
+
+func (x *SessionAttributes) GetRetryBackoffMaxMs() int64 {
+	if x != nil {
+		return x.RetryBackoffMaxMs
+	}
+	return 0
+}
+
 // TaskCounts are the per-session counters kept by the replicated state.
 type TaskCounts struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -331,7 +421,15 @@ type TaskCounts struct {
 	// Dead letters not yet acknowledged by the client.
 	DeadLettersUnacked uint64 `protobuf:"varint,7,opt,name=dead_letters_unacked,json=deadLettersUnacked,proto3" json:"dead_letters_unacked,omitempty"`
 	// Tasks currently held by a worker (leader-local view; 0 on followers).
-	Running       uint64 `protobuf:"varint,8,opt,name=running,proto3" json:"running,omitempty"`
+	Running uint64 `protobuf:"varint,8,opt,name=running,proto3" json:"running,omitempty"`
+	// Tasks cancelled before they had an outcome.
+	Cancelled uint64 `protobuf:"varint,9,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// Pending tasks that failed at least once and wait for another attempt
+	// (possibly for their retry backoff).
+	Retrying uint64 `protobuf:"varint,10,opt,name=retrying,proto3" json:"retrying,omitempty"`
+	// Attempts that ran out their lease (task_timeout_ms); counted in retried
+	// or dead_lettered as well.
+	TimedOut      uint64 `protobuf:"varint,11,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +516,27 @@ func (x *TaskCounts) GetDeadLettersUnacked() uint64 {
 func (x *TaskCounts) GetRunning() uint64 {
 	if x != nil {
 		return x.Running
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetCancelled() uint64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetRetrying() uint64 {
+	if x != nil {
+		return x.Retrying
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetTimedOut() uint64 {
+	if x != nil {
+		return x.TimedOut
 	}
 	return 0
 }
@@ -598,6 +717,8 @@ type SessionUpdate struct {
 	MaxInflightBatchesPerWorker *int32                 `protobuf:"varint,7,opt,name=max_inflight_batches_per_worker,json=maxInflightBatchesPerWorker,proto3,oneof" json:"max_inflight_batches_per_worker,omitempty"`
 	TaskTimeoutMs               *int64                 `protobuf:"varint,8,opt,name=task_timeout_ms,json=taskTimeoutMs,proto3,oneof" json:"task_timeout_ms,omitempty"`
 	MaxAttempts                 *int32                 `protobuf:"varint,9,opt,name=max_attempts,json=maxAttempts,proto3,oneof" json:"max_attempts,omitempty"`
+	RetryBackoffMs              *int64                 `protobuf:"varint,12,opt,name=retry_backoff_ms,json=retryBackoffMs,proto3,oneof" json:"retry_backoff_ms,omitempty"`
+	RetryBackoffMaxMs           *int64                 `protobuf:"varint,13,opt,name=retry_backoff_max_ms,json=retryBackoffMaxMs,proto3,oneof" json:"retry_backoff_max_ms,omitempty"`
 	// Replaces the tags when replace_tags is true.
 	ReplaceTags   bool     `protobuf:"varint,10,opt,name=replace_tags,json=replaceTags,proto3" json:"replace_tags,omitempty"`
 	Tags          []string `protobuf:"bytes,11,rep,name=tags,proto3" json:"tags,omitempty"`
@@ -694,6 +815,20 @@ func (x *SessionUpdate) GetTaskTimeoutMs() int64 {
 func (x *SessionUpdate) GetMaxAttempts() int32 {
 	if x != nil && x.MaxAttempts != nil {
 		return *x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *SessionUpdate) GetRetryBackoffMs() int64 {
+	if x != nil && x.RetryBackoffMs != nil {
+		return *x.RetryBackoffMs
+	}
+	return 0
+}
+
+func (x *SessionUpdate) GetRetryBackoffMaxMs() int64 {
+	if x != nil && x.RetryBackoffMaxMs != nil {
+		return *x.RetryBackoffMaxMs
 	}
 	return 0
 }
@@ -1058,7 +1193,11 @@ type Batch struct {
 	RequiredSharedDataUpdateLevel int64                  `protobuf:"varint,5,opt,name=required_shared_data_update_level,json=requiredSharedDataUpdateLevel,proto3" json:"required_shared_data_update_level,omitempty"`
 	// Client-chosen sequence number echoed in the SubmitAck; lets a client
 	// match acknowledgements to batches on a stream.
-	Seq           uint64 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Only on WorkerStream, server to worker: tasks this worker holds that
+	// must stop now (cancelled, timed out, or taken back by preemption).
+	// Their results are ignored. Such a batch may carry no messages.
+	StopIds       []string `protobuf:"bytes,7,rep,name=stop_ids,json=stopIds,proto3" json:"stop_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1133,6 +1272,13 @@ func (x *Batch) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *Batch) GetStopIds() []string {
+	if x != nil {
+		return x.StopIds
+	}
+	return nil
 }
 
 // Ack acknowledges results (on ClientStream) or dead letters (on
@@ -1636,9 +1782,13 @@ func (x *WorkerStatus) GetConcurrency() int32 {
 }
 
 type Instruction struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          InstructionType        `protobuf:"varint,1,opt,name=type,proto3,enum=gridd.v1.InstructionType" json:"type,omitempty"`
-	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Type      InstructionType        `protobuf:"varint,1,opt,name=type,proto3,enum=gridd.v1.InstructionType" json:"type,omitempty"`
+	SessionId string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// With UNBIND: stop the running tasks of the session at once instead of
+	// finishing them (immediate preemption). The server has already put them
+	// back to pending; their results would be ignored.
+	Abort         bool `protobuf:"varint,3,opt,name=abort,proto3" json:"abort,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1687,11 +1837,21 @@ func (x *Instruction) GetSessionId() string {
 	return ""
 }
 
+func (x *Instruction) GetAbort() bool {
+	if x != nil {
+		return x.Abort
+	}
+	return false
+}
+
 // WorkerStreamMessage flows from worker to server: results of the tasks it
 // received (one Batch may carry results of several dispatched batches).
 type WorkerStreamMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       *Batch                 `protobuf:"bytes,1,opt,name=results,proto3" json:"results,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results *Batch                 `protobuf:"bytes,1,opt,name=results,proto3" json:"results,omitempty"`
+	// Tasks still running that need more time: each one's lease is renewed
+	// for the session's task_timeout_ms from now.
+	ExtendLease   []string `protobuf:"bytes,2,rep,name=extend_lease,json=extendLease,proto3" json:"extend_lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1729,6 +1889,13 @@ func (*WorkerStreamMessage) Descriptor() ([]byte, []int) {
 func (x *WorkerStreamMessage) GetResults() *Batch {
 	if x != nil {
 		return x.Results
+	}
+	return nil
+}
+
+func (x *WorkerStreamMessage) GetExtendLease() []string {
+	if x != nil {
+		return x.ExtendLease
 	}
 	return nil
 }
@@ -2051,6 +2218,306 @@ func (x *PurgeDeadLettersResponse) GetPurged() uint32 {
 	return 0
 }
 
+type CancelTasksRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	SessionId string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Tasks to cancel; with all, every task of the session without an outcome.
+	Ids           []string `protobuf:"bytes,3,rep,name=ids,proto3" json:"ids,omitempty"`
+	All           bool     `protobuf:"varint,4,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTasksRequest) Reset() {
+	*x = CancelTasksRequest{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTasksRequest) ProtoMessage() {}
+
+func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
+func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CancelTasksRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CancelTasksRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *CancelTasksRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *CancelTasksRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type CancelTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tasks that were waiting or running and are now cancelled; ids that were
+	// unknown or already had an outcome are not counted.
+	Cancelled     uint32 `protobuf:"varint,1,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTasksResponse) Reset() {
+	*x = CancelTasksResponse{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTasksResponse) ProtoMessage() {}
+
+func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTasksResponse.ProtoReflect.Descriptor instead.
+func (*CancelTasksResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CancelTasksResponse) GetCancelled() uint32 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+type GetTasksRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// 1..1000 ids.
+	Ids           []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTasksRequest) Reset() {
+	*x = GetTasksRequest{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTasksRequest) ProtoMessage() {}
+
+func (x *GetTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTasksRequest.ProtoReflect.Descriptor instead.
+func (*GetTasksRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetTasksRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *GetTasksRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type TaskInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	State TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=gridd.v1.TaskState" json:"state,omitempty"`
+	// Failed attempts so far.
+	Attempts int32 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// The error of every failed attempt, oldest first.
+	Errors []string `protobuf:"bytes,4,rep,name=errors,proto3" json:"errors,omitempty"`
+	// A failed task is not retried before this time.
+	NotBeforeUnixMs int64 `protobuf:"varint,5,opt,name=not_before_unix_ms,json=notBeforeUnixMs,proto3" json:"not_before_unix_ms,omitempty"`
+	// The worker running it (RUNNING only).
+	WorkerId      string `protobuf:"bytes,6,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskInfo) Reset() {
+	*x = TaskInfo{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskInfo) ProtoMessage() {}
+
+func (x *TaskInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
+func (*TaskInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *TaskInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TaskInfo) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *TaskInfo) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *TaskInfo) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+func (x *TaskInfo) GetNotBeforeUnixMs() int64 {
+	if x != nil {
+		return x.NotBeforeUnixMs
+	}
+	return 0
+}
+
+func (x *TaskInfo) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+type GetTasksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []*TaskInfo            `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTasksResponse) Reset() {
+	*x = GetTasksResponse{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTasksResponse) ProtoMessage() {}
+
+func (x *GetTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTasksResponse.ProtoReflect.Descriptor instead.
+func (*GetTasksResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetTasksResponse) GetTasks() []*TaskInfo {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
 type ListWorkersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2059,7 +2526,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[27]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2538,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[27]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2551,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{27}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{32}
 }
 
 type WorkerInfo struct {
@@ -2105,7 +2572,7 @@ type WorkerInfo struct {
 
 func (x *WorkerInfo) Reset() {
 	*x = WorkerInfo{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[28]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2584,7 @@ func (x *WorkerInfo) String() string {
 func (*WorkerInfo) ProtoMessage() {}
 
 func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[28]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2597,7 @@ func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
 func (*WorkerInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{28}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WorkerInfo) GetId() string {
@@ -2192,7 +2659,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[29]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2671,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[29]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2684,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{29}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -2241,7 +2708,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[30]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2253,7 +2720,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[30]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2266,7 +2733,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{30}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Member) GetId() string {
@@ -2312,7 +2779,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[31]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2791,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[31]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2804,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{31}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{36}
 }
 
 type ClusterStatus struct {
@@ -2362,7 +2829,7 @@ type ClusterStatus struct {
 
 func (x *ClusterStatus) Reset() {
 	*x = ClusterStatus{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[32]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2841,7 @@ func (x *ClusterStatus) String() string {
 func (*ClusterStatus) ProtoMessage() {}
 
 func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[32]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2854,7 @@ func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
 func (*ClusterStatus) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{32}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ClusterStatus) GetNodeId() string {
@@ -2485,7 +2952,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[33]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2964,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[33]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2977,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{33}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -2543,7 +3010,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[34]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +3022,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[34]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +3035,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{34}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *JoinResponse) GetStatus() *ClusterStatus {
@@ -2587,7 +3054,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[35]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +3066,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[35]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +3079,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{35}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -2630,7 +3097,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[36]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +3109,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[36]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +3122,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{36}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{41}
 }
 
 type TransferLeadershipRequest struct {
@@ -2668,7 +3135,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[37]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2680,7 +3147,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[37]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2693,7 +3160,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{37}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TransferLeadershipRequest) GetId() string {
@@ -2712,7 +3179,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[38]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +3191,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[38]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +3204,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{38}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -2751,7 +3218,7 @@ var File_rpc_griddpb_gridd_proto protoreflect.FileDescriptor
 
 const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\n" +
-	"\x17rpc/griddpb/gridd.proto\x12\bgridd.v1\"\xb2\x03\n" +
+	"\x17rpc/griddpb/gridd.proto\x12\bgridd.v1\"\x8d\x04\n" +
 	"\x11SessionAttributes\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1f\n" +
@@ -2766,7 +3233,9 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x04tags\x18\t \x03(\tR\x04tags\x12&\n" +
 	"\x0ftask_timeout_ms\x18\n" +
 	" \x01(\x03R\rtaskTimeoutMs\x12!\n" +
-	"\fmax_attempts\x18\v \x01(\x05R\vmaxAttempts\"\x96\x02\n" +
+	"\fmax_attempts\x18\v \x01(\x05R\vmaxAttempts\x12(\n" +
+	"\x10retry_backoff_ms\x18\f \x01(\x03R\x0eretryBackoffMs\x12/\n" +
+	"\x14retry_backoff_max_ms\x18\r \x01(\x03R\x11retryBackoffMaxMs\"\xed\x02\n" +
 	"\n" +
 	"TaskCounts\x12\x1c\n" +
 	"\tsubmitted\x18\x01 \x01(\x04R\tsubmitted\x12\x18\n" +
@@ -2776,7 +3245,11 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\aretried\x18\x05 \x01(\x04R\aretried\x12'\n" +
 	"\x0fresults_unacked\x18\x06 \x01(\x04R\x0eresultsUnacked\x120\n" +
 	"\x14dead_letters_unacked\x18\a \x01(\x04R\x12deadLettersUnacked\x12\x18\n" +
-	"\arunning\x18\b \x01(\x04R\arunning\"\x94\x02\n" +
+	"\arunning\x18\b \x01(\x04R\arunning\x12\x1c\n" +
+	"\tcancelled\x18\t \x01(\x04R\tcancelled\x12\x1a\n" +
+	"\bretrying\x18\n" +
+	" \x01(\x04R\bretrying\x12\x1b\n" +
+	"\ttimed_out\x18\v \x01(\x04R\btimedOut\"\x94\x02\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12;\n" +
@@ -2795,7 +3268,7 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"attributes\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x10\n" +
-	"\x03app\x18\x04 \x01(\tR\x03app\"\x96\x05\n" +
+	"\x03app\x18\x04 \x01(\tR\x03app\"\xa9\x06\n" +
 	"\rSessionUpdate\x12\x1f\n" +
 	"\bpriority\x18\x01 \x01(\x05H\x00R\bpriority\x88\x01\x01\x12$\n" +
 	"\vmin_workers\x18\x02 \x01(\x05H\x01R\n" +
@@ -2807,7 +3280,10 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x16cleanup_on_client_exit\x18\x06 \x01(\bH\x05R\x13cleanupOnClientExit\x88\x01\x01\x12I\n" +
 	"\x1fmax_inflight_batches_per_worker\x18\a \x01(\x05H\x06R\x1bmaxInflightBatchesPerWorker\x88\x01\x01\x12+\n" +
 	"\x0ftask_timeout_ms\x18\b \x01(\x03H\aR\rtaskTimeoutMs\x88\x01\x01\x12&\n" +
-	"\fmax_attempts\x18\t \x01(\x05H\bR\vmaxAttempts\x88\x01\x01\x12!\n" +
+	"\fmax_attempts\x18\t \x01(\x05H\bR\vmaxAttempts\x88\x01\x01\x12-\n" +
+	"\x10retry_backoff_ms\x18\f \x01(\x03H\tR\x0eretryBackoffMs\x88\x01\x01\x124\n" +
+	"\x14retry_backoff_max_ms\x18\r \x01(\x03H\n" +
+	"R\x11retryBackoffMaxMs\x88\x01\x01\x12!\n" +
 	"\freplace_tags\x18\n" +
 	" \x01(\bR\vreplaceTags\x12\x12\n" +
 	"\x04tags\x18\v \x03(\tR\x04tagsB\v\n" +
@@ -2819,7 +3295,9 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x17_cleanup_on_client_exitB\"\n" +
 	" _max_inflight_batches_per_workerB\x12\n" +
 	"\x10_task_timeout_msB\x0f\n" +
-	"\r_max_attempts\"\x85\x01\n" +
+	"\r_max_attemptsB\x13\n" +
+	"\x11_retry_backoff_msB\x17\n" +
+	"\x15_retry_backoff_max_ms\"\x85\x01\n" +
 	"\x14UpdateSessionRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -2844,7 +3322,7 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1a\n" +
 	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\x05R\aattempt\x12\x16\n" +
-	"\x06errors\x18\x06 \x03(\tR\x06errors\"\xf5\x01\n" +
+	"\x06errors\x18\x06 \x03(\tR\x06errors\"\x90\x02\n" +
 	"\x05Batch\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1a\n" +
@@ -2852,7 +3330,8 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\bmessages\x18\x03 \x03(\v2\x11.gridd.v1.MessageR\bmessages\x12&\n" +
 	"\x0fuse_shared_data\x18\x04 \x01(\bR\ruseSharedData\x12H\n" +
 	"!required_shared_data_update_level\x18\x05 \x01(\x03R\x1drequiredSharedDataUpdateLevel\x12\x10\n" +
-	"\x03seq\x18\x06 \x01(\x04R\x03seq\"\x17\n" +
+	"\x03seq\x18\x06 \x01(\x04R\x03seq\x12\x19\n" +
+	"\bstop_ids\x18\a \x03(\tR\astopIds\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"e\n" +
 	"\rClientMessage\x12)\n" +
@@ -2886,13 +3365,15 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\x0e2\x15.gridd.v1.WorkerStateR\x05state\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x05 \x01(\tR\tsessionId\x12 \n" +
-	"\vconcurrency\x18\x06 \x01(\x05R\vconcurrency\"[\n" +
+	"\vconcurrency\x18\x06 \x01(\x05R\vconcurrency\"q\n" +
 	"\vInstruction\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.gridd.v1.InstructionTypeR\x04type\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"@\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x14\n" +
+	"\x05abort\x18\x03 \x01(\bR\x05abort\"c\n" +
 	"\x13WorkerStreamMessage\x12)\n" +
-	"\aresults\x18\x01 \x01(\v2\x0f.gridd.v1.BatchR\aresults\"M\n" +
+	"\aresults\x18\x01 \x01(\v2\x0f.gridd.v1.BatchR\aresults\x12!\n" +
+	"\fextend_lease\x18\x02 \x03(\tR\vextendLease\"M\n" +
 	"\x16ListDeadLettersRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
@@ -2915,7 +3396,29 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x10\n" +
 	"\x03ids\x18\x03 \x03(\tR\x03ids\"2\n" +
 	"\x18PurgeDeadLettersResponse\x12\x16\n" +
-	"\x06purged\x18\x01 \x01(\rR\x06purged\"\x14\n" +
+	"\x06purged\x18\x01 \x01(\rR\x06purged\"v\n" +
+	"\x12CancelTasksRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x10\n" +
+	"\x03ids\x18\x03 \x03(\tR\x03ids\x12\x10\n" +
+	"\x03all\x18\x04 \x01(\bR\x03all\"3\n" +
+	"\x13CancelTasksResponse\x12\x1c\n" +
+	"\tcancelled\x18\x01 \x01(\rR\tcancelled\"B\n" +
+	"\x0fGetTasksRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\"\xc3\x01\n" +
+	"\bTaskInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x13.gridd.v1.TaskStateR\x05state\x12\x1a\n" +
+	"\battempts\x18\x03 \x01(\x05R\battempts\x12\x16\n" +
+	"\x06errors\x18\x04 \x03(\tR\x06errors\x12+\n" +
+	"\x12not_before_unix_ms\x18\x05 \x01(\x03R\x0fnotBeforeUnixMs\x12\x1b\n" +
+	"\tworker_id\x18\x06 \x01(\tR\bworkerId\"<\n" +
+	"\x10GetTasksResponse\x12(\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x12.gridd.v1.TaskInfoR\x05tasks\"\x14\n" +
 	"\x12ListWorkersRequest\"\xc7\x01\n" +
 	"\n" +
 	"WorkerInfo\x12\x0e\n" +
@@ -2977,7 +3480,16 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x0fInstructionType\x12 \n" +
 	"\x1cINSTRUCTION_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15INSTRUCTION_TYPE_BIND\x10\x01\x12\x1b\n" +
-	"\x17INSTRUCTION_TYPE_UNBIND\x10\x022\xe2\a\n" +
+	"\x17INSTRUCTION_TYPE_UNBIND\x10\x02*\xda\x01\n" +
+	"\tTaskState\x12\x1a\n" +
+	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12TASK_STATE_PENDING\x10\x01\x12\x16\n" +
+	"\x12TASK_STATE_RUNNING\x10\x02\x12\x15\n" +
+	"\x11TASK_STATE_FAILED\x10\x03\x12\x18\n" +
+	"\x14TASK_STATE_COMPLETED\x10\x04\x12\x1c\n" +
+	"\x18TASK_STATE_DEAD_LETTERED\x10\x05\x12\x18\n" +
+	"\x14TASK_STATE_CANCELLED\x10\x06\x12\x18\n" +
+	"\x14TASK_STATE_NOT_FOUND\x10\a2\xf1\b\n" +
 	"\x05Queue\x12B\n" +
 	"\rCreateSession\x12\x1e.gridd.v1.CreateSessionRequest\x1a\x11.gridd.v1.Session\x12B\n" +
 	"\rUpdateSession\x12\x1e.gridd.v1.UpdateSessionRequest\x1a\x11.gridd.v1.Session\x12@\n" +
@@ -2992,7 +3504,9 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x0fListDeadLetters\x12 .gridd.v1.ListDeadLettersRequest\x1a!.gridd.v1.ListDeadLettersResponse\x12Y\n" +
 	"\x10RetryDeadLetters\x12!.gridd.v1.RetryDeadLettersRequest\x1a\".gridd.v1.RetryDeadLettersResponse\x12Y\n" +
 	"\x10PurgeDeadLetters\x12!.gridd.v1.PurgeDeadLettersRequest\x1a\".gridd.v1.PurgeDeadLettersResponse\x12J\n" +
-	"\vListWorkers\x12\x1c.gridd.v1.ListWorkersRequest\x1a\x1d.gridd.v1.ListWorkersResponse2\xa1\x02\n" +
+	"\vListWorkers\x12\x1c.gridd.v1.ListWorkersRequest\x1a\x1d.gridd.v1.ListWorkersResponse\x12J\n" +
+	"\vCancelTasks\x12\x1c.gridd.v1.CancelTasksRequest\x1a\x1d.gridd.v1.CancelTasksResponse\x12A\n" +
+	"\bGetTasks\x12\x19.gridd.v1.GetTasksRequest\x1a\x1a.gridd.v1.GetTasksResponse2\xa1\x02\n" +
 	"\aCluster\x12A\n" +
 	"\x06Status\x12\x1e.gridd.v1.ClusterStatusRequest\x1a\x17.gridd.v1.ClusterStatus\x125\n" +
 	"\x04Join\x12\x15.gridd.v1.JoinRequest\x1a\x16.gridd.v1.JoinResponse\x12;\n" +
@@ -3011,112 +3525,124 @@ func file_rpc_griddpb_gridd_proto_rawDescGZIP() []byte {
 	return file_rpc_griddpb_gridd_proto_rawDescData
 }
 
-var file_rpc_griddpb_gridd_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_rpc_griddpb_gridd_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_rpc_griddpb_gridd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_rpc_griddpb_gridd_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_rpc_griddpb_gridd_proto_goTypes = []any{
 	(SessionState)(0),                  // 0: gridd.v1.SessionState
 	(WorkerState)(0),                   // 1: gridd.v1.WorkerState
 	(InstructionType)(0),               // 2: gridd.v1.InstructionType
-	(*SessionAttributes)(nil),          // 3: gridd.v1.SessionAttributes
-	(*TaskCounts)(nil),                 // 4: gridd.v1.TaskCounts
-	(*Session)(nil),                    // 5: gridd.v1.Session
-	(*CreateSessionRequest)(nil),       // 6: gridd.v1.CreateSessionRequest
-	(*SessionUpdate)(nil),              // 7: gridd.v1.SessionUpdate
-	(*UpdateSessionRequest)(nil),       // 8: gridd.v1.UpdateSessionRequest
-	(*CloseSessionRequest)(nil),        // 9: gridd.v1.CloseSessionRequest
-	(*GetSessionRequest)(nil),          // 10: gridd.v1.GetSessionRequest
-	(*ListSessionsRequest)(nil),        // 11: gridd.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),       // 12: gridd.v1.ListSessionsResponse
-	(*Message)(nil),                    // 13: gridd.v1.Message
-	(*Batch)(nil),                      // 14: gridd.v1.Batch
-	(*Ack)(nil),                        // 15: gridd.v1.Ack
-	(*ClientMessage)(nil),              // 16: gridd.v1.ClientMessage
-	(*SubmitAck)(nil),                  // 17: gridd.v1.SubmitAck
-	(*ServerMessage)(nil),              // 18: gridd.v1.ServerMessage
-	(*DeadLetterStreamRequest)(nil),    // 19: gridd.v1.DeadLetterStreamRequest
-	(*DeadLetterBatch)(nil),            // 20: gridd.v1.DeadLetterBatch
-	(*WorkerStatus)(nil),               // 21: gridd.v1.WorkerStatus
-	(*Instruction)(nil),                // 22: gridd.v1.Instruction
-	(*WorkerStreamMessage)(nil),        // 23: gridd.v1.WorkerStreamMessage
-	(*ListDeadLettersRequest)(nil),     // 24: gridd.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),    // 25: gridd.v1.ListDeadLettersResponse
-	(*RetryDeadLettersRequest)(nil),    // 26: gridd.v1.RetryDeadLettersRequest
-	(*RetryDeadLettersResponse)(nil),   // 27: gridd.v1.RetryDeadLettersResponse
-	(*PurgeDeadLettersRequest)(nil),    // 28: gridd.v1.PurgeDeadLettersRequest
-	(*PurgeDeadLettersResponse)(nil),   // 29: gridd.v1.PurgeDeadLettersResponse
-	(*ListWorkersRequest)(nil),         // 30: gridd.v1.ListWorkersRequest
-	(*WorkerInfo)(nil),                 // 31: gridd.v1.WorkerInfo
-	(*ListWorkersResponse)(nil),        // 32: gridd.v1.ListWorkersResponse
-	(*Member)(nil),                     // 33: gridd.v1.Member
-	(*ClusterStatusRequest)(nil),       // 34: gridd.v1.ClusterStatusRequest
-	(*ClusterStatus)(nil),              // 35: gridd.v1.ClusterStatus
-	(*JoinRequest)(nil),                // 36: gridd.v1.JoinRequest
-	(*JoinResponse)(nil),               // 37: gridd.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 38: gridd.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 39: gridd.v1.RemoveResponse
-	(*TransferLeadershipRequest)(nil),  // 40: gridd.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 41: gridd.v1.TransferLeadershipResponse
+	(TaskState)(0),                     // 3: gridd.v1.TaskState
+	(*SessionAttributes)(nil),          // 4: gridd.v1.SessionAttributes
+	(*TaskCounts)(nil),                 // 5: gridd.v1.TaskCounts
+	(*Session)(nil),                    // 6: gridd.v1.Session
+	(*CreateSessionRequest)(nil),       // 7: gridd.v1.CreateSessionRequest
+	(*SessionUpdate)(nil),              // 8: gridd.v1.SessionUpdate
+	(*UpdateSessionRequest)(nil),       // 9: gridd.v1.UpdateSessionRequest
+	(*CloseSessionRequest)(nil),        // 10: gridd.v1.CloseSessionRequest
+	(*GetSessionRequest)(nil),          // 11: gridd.v1.GetSessionRequest
+	(*ListSessionsRequest)(nil),        // 12: gridd.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),       // 13: gridd.v1.ListSessionsResponse
+	(*Message)(nil),                    // 14: gridd.v1.Message
+	(*Batch)(nil),                      // 15: gridd.v1.Batch
+	(*Ack)(nil),                        // 16: gridd.v1.Ack
+	(*ClientMessage)(nil),              // 17: gridd.v1.ClientMessage
+	(*SubmitAck)(nil),                  // 18: gridd.v1.SubmitAck
+	(*ServerMessage)(nil),              // 19: gridd.v1.ServerMessage
+	(*DeadLetterStreamRequest)(nil),    // 20: gridd.v1.DeadLetterStreamRequest
+	(*DeadLetterBatch)(nil),            // 21: gridd.v1.DeadLetterBatch
+	(*WorkerStatus)(nil),               // 22: gridd.v1.WorkerStatus
+	(*Instruction)(nil),                // 23: gridd.v1.Instruction
+	(*WorkerStreamMessage)(nil),        // 24: gridd.v1.WorkerStreamMessage
+	(*ListDeadLettersRequest)(nil),     // 25: gridd.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 26: gridd.v1.ListDeadLettersResponse
+	(*RetryDeadLettersRequest)(nil),    // 27: gridd.v1.RetryDeadLettersRequest
+	(*RetryDeadLettersResponse)(nil),   // 28: gridd.v1.RetryDeadLettersResponse
+	(*PurgeDeadLettersRequest)(nil),    // 29: gridd.v1.PurgeDeadLettersRequest
+	(*PurgeDeadLettersResponse)(nil),   // 30: gridd.v1.PurgeDeadLettersResponse
+	(*CancelTasksRequest)(nil),         // 31: gridd.v1.CancelTasksRequest
+	(*CancelTasksResponse)(nil),        // 32: gridd.v1.CancelTasksResponse
+	(*GetTasksRequest)(nil),            // 33: gridd.v1.GetTasksRequest
+	(*TaskInfo)(nil),                   // 34: gridd.v1.TaskInfo
+	(*GetTasksResponse)(nil),           // 35: gridd.v1.GetTasksResponse
+	(*ListWorkersRequest)(nil),         // 36: gridd.v1.ListWorkersRequest
+	(*WorkerInfo)(nil),                 // 37: gridd.v1.WorkerInfo
+	(*ListWorkersResponse)(nil),        // 38: gridd.v1.ListWorkersResponse
+	(*Member)(nil),                     // 39: gridd.v1.Member
+	(*ClusterStatusRequest)(nil),       // 40: gridd.v1.ClusterStatusRequest
+	(*ClusterStatus)(nil),              // 41: gridd.v1.ClusterStatus
+	(*JoinRequest)(nil),                // 42: gridd.v1.JoinRequest
+	(*JoinResponse)(nil),               // 43: gridd.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 44: gridd.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 45: gridd.v1.RemoveResponse
+	(*TransferLeadershipRequest)(nil),  // 46: gridd.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 47: gridd.v1.TransferLeadershipResponse
 }
 var file_rpc_griddpb_gridd_proto_depIdxs = []int32{
-	3,  // 0: gridd.v1.Session.attributes:type_name -> gridd.v1.SessionAttributes
+	4,  // 0: gridd.v1.Session.attributes:type_name -> gridd.v1.SessionAttributes
 	0,  // 1: gridd.v1.Session.state:type_name -> gridd.v1.SessionState
-	4,  // 2: gridd.v1.Session.counts:type_name -> gridd.v1.TaskCounts
-	3,  // 3: gridd.v1.CreateSessionRequest.attributes:type_name -> gridd.v1.SessionAttributes
-	7,  // 4: gridd.v1.UpdateSessionRequest.update:type_name -> gridd.v1.SessionUpdate
-	5,  // 5: gridd.v1.ListSessionsResponse.sessions:type_name -> gridd.v1.Session
-	13, // 6: gridd.v1.Batch.messages:type_name -> gridd.v1.Message
-	14, // 7: gridd.v1.ClientMessage.submit:type_name -> gridd.v1.Batch
-	15, // 8: gridd.v1.ClientMessage.ack:type_name -> gridd.v1.Ack
-	17, // 9: gridd.v1.ServerMessage.submit_ack:type_name -> gridd.v1.SubmitAck
-	14, // 10: gridd.v1.ServerMessage.results:type_name -> gridd.v1.Batch
-	15, // 11: gridd.v1.DeadLetterStreamRequest.ack:type_name -> gridd.v1.Ack
-	13, // 12: gridd.v1.DeadLetterBatch.messages:type_name -> gridd.v1.Message
+	5,  // 2: gridd.v1.Session.counts:type_name -> gridd.v1.TaskCounts
+	4,  // 3: gridd.v1.CreateSessionRequest.attributes:type_name -> gridd.v1.SessionAttributes
+	8,  // 4: gridd.v1.UpdateSessionRequest.update:type_name -> gridd.v1.SessionUpdate
+	6,  // 5: gridd.v1.ListSessionsResponse.sessions:type_name -> gridd.v1.Session
+	14, // 6: gridd.v1.Batch.messages:type_name -> gridd.v1.Message
+	15, // 7: gridd.v1.ClientMessage.submit:type_name -> gridd.v1.Batch
+	16, // 8: gridd.v1.ClientMessage.ack:type_name -> gridd.v1.Ack
+	18, // 9: gridd.v1.ServerMessage.submit_ack:type_name -> gridd.v1.SubmitAck
+	15, // 10: gridd.v1.ServerMessage.results:type_name -> gridd.v1.Batch
+	16, // 11: gridd.v1.DeadLetterStreamRequest.ack:type_name -> gridd.v1.Ack
+	14, // 12: gridd.v1.DeadLetterBatch.messages:type_name -> gridd.v1.Message
 	1,  // 13: gridd.v1.WorkerStatus.state:type_name -> gridd.v1.WorkerState
 	2,  // 14: gridd.v1.Instruction.type:type_name -> gridd.v1.InstructionType
-	14, // 15: gridd.v1.WorkerStreamMessage.results:type_name -> gridd.v1.Batch
-	13, // 16: gridd.v1.ListDeadLettersResponse.dead_letters:type_name -> gridd.v1.Message
-	31, // 17: gridd.v1.ListWorkersResponse.workers:type_name -> gridd.v1.WorkerInfo
-	33, // 18: gridd.v1.ClusterStatus.members:type_name -> gridd.v1.Member
-	35, // 19: gridd.v1.JoinResponse.status:type_name -> gridd.v1.ClusterStatus
-	6,  // 20: gridd.v1.Queue.CreateSession:input_type -> gridd.v1.CreateSessionRequest
-	8,  // 21: gridd.v1.Queue.UpdateSession:input_type -> gridd.v1.UpdateSessionRequest
-	9,  // 22: gridd.v1.Queue.CloseSession:input_type -> gridd.v1.CloseSessionRequest
-	10, // 23: gridd.v1.Queue.GetSession:input_type -> gridd.v1.GetSessionRequest
-	11, // 24: gridd.v1.Queue.ListSessions:input_type -> gridd.v1.ListSessionsRequest
-	16, // 25: gridd.v1.Queue.ClientStream:input_type -> gridd.v1.ClientMessage
-	19, // 26: gridd.v1.Queue.ClientStreamDeadLetters:input_type -> gridd.v1.DeadLetterStreamRequest
-	21, // 27: gridd.v1.Queue.WorkerUpdate:input_type -> gridd.v1.WorkerStatus
-	23, // 28: gridd.v1.Queue.WorkerStream:input_type -> gridd.v1.WorkerStreamMessage
-	24, // 29: gridd.v1.Queue.ListDeadLetters:input_type -> gridd.v1.ListDeadLettersRequest
-	26, // 30: gridd.v1.Queue.RetryDeadLetters:input_type -> gridd.v1.RetryDeadLettersRequest
-	28, // 31: gridd.v1.Queue.PurgeDeadLetters:input_type -> gridd.v1.PurgeDeadLettersRequest
-	30, // 32: gridd.v1.Queue.ListWorkers:input_type -> gridd.v1.ListWorkersRequest
-	34, // 33: gridd.v1.Cluster.Status:input_type -> gridd.v1.ClusterStatusRequest
-	36, // 34: gridd.v1.Cluster.Join:input_type -> gridd.v1.JoinRequest
-	38, // 35: gridd.v1.Cluster.Remove:input_type -> gridd.v1.RemoveRequest
-	40, // 36: gridd.v1.Cluster.TransferLeadership:input_type -> gridd.v1.TransferLeadershipRequest
-	5,  // 37: gridd.v1.Queue.CreateSession:output_type -> gridd.v1.Session
-	5,  // 38: gridd.v1.Queue.UpdateSession:output_type -> gridd.v1.Session
-	5,  // 39: gridd.v1.Queue.CloseSession:output_type -> gridd.v1.Session
-	5,  // 40: gridd.v1.Queue.GetSession:output_type -> gridd.v1.Session
-	12, // 41: gridd.v1.Queue.ListSessions:output_type -> gridd.v1.ListSessionsResponse
-	18, // 42: gridd.v1.Queue.ClientStream:output_type -> gridd.v1.ServerMessage
-	20, // 43: gridd.v1.Queue.ClientStreamDeadLetters:output_type -> gridd.v1.DeadLetterBatch
-	22, // 44: gridd.v1.Queue.WorkerUpdate:output_type -> gridd.v1.Instruction
-	14, // 45: gridd.v1.Queue.WorkerStream:output_type -> gridd.v1.Batch
-	25, // 46: gridd.v1.Queue.ListDeadLetters:output_type -> gridd.v1.ListDeadLettersResponse
-	27, // 47: gridd.v1.Queue.RetryDeadLetters:output_type -> gridd.v1.RetryDeadLettersResponse
-	29, // 48: gridd.v1.Queue.PurgeDeadLetters:output_type -> gridd.v1.PurgeDeadLettersResponse
-	32, // 49: gridd.v1.Queue.ListWorkers:output_type -> gridd.v1.ListWorkersResponse
-	35, // 50: gridd.v1.Cluster.Status:output_type -> gridd.v1.ClusterStatus
-	37, // 51: gridd.v1.Cluster.Join:output_type -> gridd.v1.JoinResponse
-	39, // 52: gridd.v1.Cluster.Remove:output_type -> gridd.v1.RemoveResponse
-	41, // 53: gridd.v1.Cluster.TransferLeadership:output_type -> gridd.v1.TransferLeadershipResponse
-	37, // [37:54] is the sub-list for method output_type
-	20, // [20:37] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	15, // 15: gridd.v1.WorkerStreamMessage.results:type_name -> gridd.v1.Batch
+	14, // 16: gridd.v1.ListDeadLettersResponse.dead_letters:type_name -> gridd.v1.Message
+	3,  // 17: gridd.v1.TaskInfo.state:type_name -> gridd.v1.TaskState
+	34, // 18: gridd.v1.GetTasksResponse.tasks:type_name -> gridd.v1.TaskInfo
+	37, // 19: gridd.v1.ListWorkersResponse.workers:type_name -> gridd.v1.WorkerInfo
+	39, // 20: gridd.v1.ClusterStatus.members:type_name -> gridd.v1.Member
+	41, // 21: gridd.v1.JoinResponse.status:type_name -> gridd.v1.ClusterStatus
+	7,  // 22: gridd.v1.Queue.CreateSession:input_type -> gridd.v1.CreateSessionRequest
+	9,  // 23: gridd.v1.Queue.UpdateSession:input_type -> gridd.v1.UpdateSessionRequest
+	10, // 24: gridd.v1.Queue.CloseSession:input_type -> gridd.v1.CloseSessionRequest
+	11, // 25: gridd.v1.Queue.GetSession:input_type -> gridd.v1.GetSessionRequest
+	12, // 26: gridd.v1.Queue.ListSessions:input_type -> gridd.v1.ListSessionsRequest
+	17, // 27: gridd.v1.Queue.ClientStream:input_type -> gridd.v1.ClientMessage
+	20, // 28: gridd.v1.Queue.ClientStreamDeadLetters:input_type -> gridd.v1.DeadLetterStreamRequest
+	22, // 29: gridd.v1.Queue.WorkerUpdate:input_type -> gridd.v1.WorkerStatus
+	24, // 30: gridd.v1.Queue.WorkerStream:input_type -> gridd.v1.WorkerStreamMessage
+	25, // 31: gridd.v1.Queue.ListDeadLetters:input_type -> gridd.v1.ListDeadLettersRequest
+	27, // 32: gridd.v1.Queue.RetryDeadLetters:input_type -> gridd.v1.RetryDeadLettersRequest
+	29, // 33: gridd.v1.Queue.PurgeDeadLetters:input_type -> gridd.v1.PurgeDeadLettersRequest
+	36, // 34: gridd.v1.Queue.ListWorkers:input_type -> gridd.v1.ListWorkersRequest
+	31, // 35: gridd.v1.Queue.CancelTasks:input_type -> gridd.v1.CancelTasksRequest
+	33, // 36: gridd.v1.Queue.GetTasks:input_type -> gridd.v1.GetTasksRequest
+	40, // 37: gridd.v1.Cluster.Status:input_type -> gridd.v1.ClusterStatusRequest
+	42, // 38: gridd.v1.Cluster.Join:input_type -> gridd.v1.JoinRequest
+	44, // 39: gridd.v1.Cluster.Remove:input_type -> gridd.v1.RemoveRequest
+	46, // 40: gridd.v1.Cluster.TransferLeadership:input_type -> gridd.v1.TransferLeadershipRequest
+	6,  // 41: gridd.v1.Queue.CreateSession:output_type -> gridd.v1.Session
+	6,  // 42: gridd.v1.Queue.UpdateSession:output_type -> gridd.v1.Session
+	6,  // 43: gridd.v1.Queue.CloseSession:output_type -> gridd.v1.Session
+	6,  // 44: gridd.v1.Queue.GetSession:output_type -> gridd.v1.Session
+	13, // 45: gridd.v1.Queue.ListSessions:output_type -> gridd.v1.ListSessionsResponse
+	19, // 46: gridd.v1.Queue.ClientStream:output_type -> gridd.v1.ServerMessage
+	21, // 47: gridd.v1.Queue.ClientStreamDeadLetters:output_type -> gridd.v1.DeadLetterBatch
+	23, // 48: gridd.v1.Queue.WorkerUpdate:output_type -> gridd.v1.Instruction
+	15, // 49: gridd.v1.Queue.WorkerStream:output_type -> gridd.v1.Batch
+	26, // 50: gridd.v1.Queue.ListDeadLetters:output_type -> gridd.v1.ListDeadLettersResponse
+	28, // 51: gridd.v1.Queue.RetryDeadLetters:output_type -> gridd.v1.RetryDeadLettersResponse
+	30, // 52: gridd.v1.Queue.PurgeDeadLetters:output_type -> gridd.v1.PurgeDeadLettersResponse
+	38, // 53: gridd.v1.Queue.ListWorkers:output_type -> gridd.v1.ListWorkersResponse
+	32, // 54: gridd.v1.Queue.CancelTasks:output_type -> gridd.v1.CancelTasksResponse
+	35, // 55: gridd.v1.Queue.GetTasks:output_type -> gridd.v1.GetTasksResponse
+	41, // 56: gridd.v1.Cluster.Status:output_type -> gridd.v1.ClusterStatus
+	43, // 57: gridd.v1.Cluster.Join:output_type -> gridd.v1.JoinResponse
+	45, // 58: gridd.v1.Cluster.Remove:output_type -> gridd.v1.RemoveResponse
+	47, // 59: gridd.v1.Cluster.TransferLeadership:output_type -> gridd.v1.TransferLeadershipResponse
+	41, // [41:60] is the sub-list for method output_type
+	22, // [22:41] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_rpc_griddpb_gridd_proto_init() }
@@ -3141,8 +3667,8 @@ func file_rpc_griddpb_gridd_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_griddpb_gridd_proto_rawDesc), len(file_rpc_griddpb_gridd_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   39,
+			NumEnums:      4,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

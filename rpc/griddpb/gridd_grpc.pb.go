@@ -38,6 +38,8 @@ const (
 	Queue_RetryDeadLetters_FullMethodName        = "/gridd.v1.Queue/RetryDeadLetters"
 	Queue_PurgeDeadLetters_FullMethodName        = "/gridd.v1.Queue/PurgeDeadLetters"
 	Queue_ListWorkers_FullMethodName             = "/gridd.v1.Queue/ListWorkers"
+	Queue_CancelTasks_FullMethodName             = "/gridd.v1.Queue/CancelTasks"
+	Queue_GetTasks_FullMethodName                = "/gridd.v1.Queue/GetTasks"
 )
 
 // QueueClient is the client API for Queue service.
@@ -71,6 +73,11 @@ type QueueClient interface {
 	PurgeDeadLetters(ctx context.Context, in *PurgeDeadLettersRequest, opts ...grpc.CallOption) (*PurgeDeadLettersResponse, error)
 	// Workers connected to the leader (leader-local state).
 	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
+	// Cancels tasks by id, or every task of a session without an outcome.
+	// Running ones are told to stop; their late results are ignored.
+	CancelTasks(ctx context.Context, in *CancelTasksRequest, opts ...grpc.CallOption) (*CancelTasksResponse, error)
+	// The state of tasks by id.
+	GetTasks(ctx context.Context, in *GetTasksRequest, opts ...grpc.CallOption) (*GetTasksResponse, error)
 }
 
 type queueClient struct {
@@ -223,6 +230,26 @@ func (c *queueClient) ListWorkers(ctx context.Context, in *ListWorkersRequest, o
 	return out, nil
 }
 
+func (c *queueClient) CancelTasks(ctx context.Context, in *CancelTasksRequest, opts ...grpc.CallOption) (*CancelTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelTasksResponse)
+	err := c.cc.Invoke(ctx, Queue_CancelTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queueClient) GetTasks(ctx context.Context, in *GetTasksRequest, opts ...grpc.CallOption) (*GetTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTasksResponse)
+	err := c.cc.Invoke(ctx, Queue_GetTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueueServer is the server API for Queue service.
 // All implementations must embed UnimplementedQueueServer
 // for forward compatibility.
@@ -254,6 +281,11 @@ type QueueServer interface {
 	PurgeDeadLetters(context.Context, *PurgeDeadLettersRequest) (*PurgeDeadLettersResponse, error)
 	// Workers connected to the leader (leader-local state).
 	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
+	// Cancels tasks by id, or every task of a session without an outcome.
+	// Running ones are told to stop; their late results are ignored.
+	CancelTasks(context.Context, *CancelTasksRequest) (*CancelTasksResponse, error)
+	// The state of tasks by id.
+	GetTasks(context.Context, *GetTasksRequest) (*GetTasksResponse, error)
 	mustEmbedUnimplementedQueueServer()
 }
 
@@ -302,6 +334,12 @@ func (UnimplementedQueueServer) PurgeDeadLetters(context.Context, *PurgeDeadLett
 }
 func (UnimplementedQueueServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListWorkers not implemented")
+}
+func (UnimplementedQueueServer) CancelTasks(context.Context, *CancelTasksRequest) (*CancelTasksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelTasks not implemented")
+}
+func (UnimplementedQueueServer) GetTasks(context.Context, *GetTasksRequest) (*GetTasksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetTasks not implemented")
 }
 func (UnimplementedQueueServer) mustEmbedUnimplementedQueueServer() {}
 func (UnimplementedQueueServer) testEmbeddedByValue()               {}
@@ -514,6 +552,42 @@ func _Queue_ListWorkers_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Queue_CancelTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServer).CancelTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Queue_CancelTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServer).CancelTasks(ctx, req.(*CancelTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Queue_GetTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServer).GetTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Queue_GetTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServer).GetTasks(ctx, req.(*GetTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Queue_ServiceDesc is the grpc.ServiceDesc for Queue service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -556,6 +630,14 @@ var Queue_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListWorkers",
 			Handler:    _Queue_ListWorkers_Handler,
+		},
+		{
+			MethodName: "CancelTasks",
+			Handler:    _Queue_CancelTasks_Handler,
+		},
+		{
+			MethodName: "GetTasks",
+			Handler:    _Queue_GetTasks_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
