@@ -2,11 +2,13 @@ package rpc
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/gridd/gridd/cluster"
 	"github.com/gridd/gridd/rpc/griddpb"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -73,10 +75,40 @@ func (c *clusterServer) Remove(ctx context.Context, req *griddpb.RemoveRequest) 
 	if err := validateID("node", req.Id); err != nil {
 		return nil, toStatus(err)
 	}
+	if req.Id == c.s.node.ID() {
+		return c.removeSelf(ctx, req)
+	}
 	if err := c.s.node.Remove(ctx, req.Id); err != nil {
 		return nil, toStatus(err)
 	}
 	return &griddpb.RemoveResponse{}, nil
+}
+
+// removeSelf removes the leader: it first hands leadership to another
+// voter and then has the new leader remove this node. A leader that removed
+// itself would shut its Raft down mid-term and leave the cluster without a
+// leader until an election timeout; the transfer makes it a clean handover.
+func (c *clusterServer) removeSelf(ctx context.Context, req *griddpb.RemoveRequest) (*griddpb.RemoveResponse, error) {
+	next, err := c.s.node.TransferLeadership(ctx, "")
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("remove %s (the leader): hand leadership over first: %w", req.Id, err))
+	}
+	c.s.log.Info("leader asked to remove itself: leadership handed over", "next", next)
+	// This hop is a new request of our own, not a forwarded one: drop the
+	// mark so that leaderConn does not refuse it as a second hop.
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		md = md.Copy()
+		md.Delete(mdForwarded)
+		ctx = metadata.NewIncomingContext(ctx, md)
+	}
+	conn, err := c.s.fwd.leaderConn(ctx)
+	switch {
+	case err != nil:
+		return nil, err
+	case conn == nil:
+		return nil, status.Errorf(codes.Unavailable, "remove %s: leadership came back to this node; retry", req.Id)
+	}
+	return griddpb.NewClusterClient(conn).Remove(c.s.fwd.outgoing(ctx), req)
 }
 
 func (c *clusterServer) TransferLeadership(ctx context.Context, req *griddpb.TransferLeadershipRequest) (*griddpb.TransferLeadershipResponse, error) {
