@@ -139,9 +139,13 @@ func (f *FSM) apply(c *fsmpb.Command) Response {
 	case *fsmpb.Command_AckDeadLetters:
 		return f.ackDeadLetters(body.AckDeadLetters)
 	case *fsmpb.Command_RetryDeadLetters:
-		return f.retryDeadLetters(body.RetryDeadLetters)
+		return f.keyed(c.GetRequestId(), body.RetryDeadLetters.GetSessionId(), func() Response {
+			return f.retryDeadLetters(body.RetryDeadLetters)
+		})
 	case *fsmpb.Command_CancelTasks:
-		return f.cancelTasks(body.CancelTasks)
+		return f.keyed(c.GetRequestId(), body.CancelTasks.GetSessionId(), func() Response {
+			return f.cancelTasks(body.CancelTasks)
+		})
 	default:
 		// DecodeCommand never lets such an entry through; a command built
 		// in process without a body is a caller bug, answered the same way

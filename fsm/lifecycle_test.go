@@ -207,3 +207,41 @@ func TestCancelTasksRejected(t *testing.T) {
 		t.Fatalf("cancel on a closed session: %v", r.Err)
 	}
 }
+
+// A repeated CancelTasks or RetryDeadLetters (same request id, after a
+// lost answer) gets the first answer's count back, also after a restore,
+// and changes nothing.
+func TestCountAnswersAreIdempotent(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.mustOK(cmdCreate("s", &fsmpb.SessionAttrs{MaxAttempts: 1}))
+	h.mustOK(cmdEnqueue("s", "a", "b", "c"))
+	h.mustOK(cmdOutcomes("s", failOutcome("c", "x")))
+	cancel := func() *fsmpb.Command { return withKey("cancel-1", cmdCancel("s", "a", "b")) }
+	retry := func() *fsmpb.Command {
+		return withKey("retry-1", &fsmpb.Command{Cmd: &fsmpb.Command_RetryDeadLetters{
+			RetryDeadLetters: &fsmpb.RetryDeadLetters{SessionId: "s", All: true}}})
+	}
+	if r := h.mustOK(cancel()); r.Cancelled != 2 {
+		t.Fatalf("first cancel: %+v", r)
+	}
+	if r := h.mustOK(retry()); r.Requeued != 1 {
+		t.Fatalf("first retry: %+v", r)
+	}
+	before := h.f.Hash()
+	if r := h.mustOK(cancel()); r.Cancelled != 2 {
+		t.Fatalf("repeated cancel answered %+v, want the first count 2", r)
+	}
+	if r := h.mustOK(retry()); r.Requeued != 1 {
+		t.Fatalf("repeated retry answered %+v, want the first count 1", r)
+	}
+	if h.f.Hash() != before {
+		t.Fatal("a repeated request changed the state")
+	}
+	g := New(Options{})
+	if err := g.Restore(bytes.NewReader(snapshotBytes(t, h.f))); err != nil {
+		t.Fatal(err)
+	}
+	if r := g.Apply(h.idx+1, cancel()); r.Cancelled != 2 || r.Err != nil {
+		t.Fatalf("repeated cancel after restore answered %+v", r)
+	}
+}

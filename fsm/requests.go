@@ -66,6 +66,7 @@ type answer struct {
 	kind    errKind
 	msg     string
 	seq     uint64
+	count   uint32 // CancelTasks, RetryDeadLetters: the count answered
 }
 
 // requestCache remembers the answers to the most recent idempotency keys.
@@ -111,7 +112,8 @@ func (f *FSM) keyed(key, sessionID string, run func() Response) Response {
 	}
 	r := run()
 	kind, msg := kindOf(r.Err)
-	st.requests.put(key, answer{session: sessionID, kind: kind, msg: msg, seq: st.seq()})
+	st.requests.put(key, answer{session: sessionID, kind: kind, msg: msg, seq: st.seq(),
+		count: uint32(r.Cancelled + r.Requeued)})
 	return r
 }
 
@@ -120,7 +122,9 @@ func (f *FSM) replay(a answer) Response {
 	if a.kind != kindNone {
 		return Response{Err: &cmdError{kind: a.kind, msg: a.msg}}
 	}
-	var r Response
+	// Only one of the counts is meaningful for any command kind; the
+	// handler of that kind reads its own.
+	r := Response{Cancelled: int(a.count), Requeued: int(a.count)}
 	if s, ok := f.st.sessions[a.session]; ok {
 		info := s.info()
 		r.Session = &info

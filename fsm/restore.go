@@ -432,7 +432,8 @@ func (b *builder) request(r *fsmpb.RequestRecord) error {
 		}
 	}
 	b.lastReqSeq = r.GetSeq()
-	b.st.requests.put(key, answer{session: r.GetSessionId(), kind: kind, msg: r.GetErrMessage(), seq: r.GetSeq()})
+	b.st.requests.put(key, answer{session: r.GetSessionId(), kind: kind, msg: r.GetErrMessage(), seq: r.GetSeq(),
+		count: r.GetCount()})
 	return nil
 }
 

@@ -107,7 +107,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	for _, r := range s.requests {
 		rw.write(&fsmpb.Record{Rec: &fsmpb.Record_Request{Request: &fsmpb.RequestRecord{
 			RequestId: r.key, SessionId: r.a.session, ErrKind: int32(r.a.kind),
-			ErrMessage: r.a.msg, Seq: r.a.seq,
+			ErrMessage: r.a.msg, Seq: r.a.seq, Count: r.a.count,
 		}}})
 	}
 	for _, m := range s.members {

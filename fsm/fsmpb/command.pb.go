@@ -1939,7 +1939,10 @@ type RequestRecord struct {
 	ErrKind    int32  `protobuf:"varint,3,opt,name=err_kind,json=errKind,proto3" json:"err_kind,omitempty"`
 	ErrMessage string `protobuf:"bytes,4,opt,name=err_message,json=errMessage,proto3" json:"err_message,omitempty"`
 	// Order of application, for deterministic eviction of old keys.
-	Seq           uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Commands that answer a count (tasks cancelled, dead letters retried):
+	// the count of the first application.
+	Count         uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2005,6 +2008,13 @@ func (x *RequestRecord) GetErrMessage() string {
 func (x *RequestRecord) GetSeq() uint64 {
 	if x != nil {
 		return x.Seq
+	}
+	return 0
+}
+
+func (x *RequestRecord) GetCount() uint32 {
+	if x != nil {
+		return x.Count
 	}
 	return 0
 }
@@ -2238,7 +2248,7 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x16\n" +
 	"\x06errors\x18\x04 \x03(\tR\x06errors\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x1a\n" +
-	"\battempts\x18\x06 \x01(\x05R\battempts\"\x9b\x01\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\"\xb1\x01\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -2247,7 +2257,8 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\berr_kind\x18\x03 \x01(\x05R\aerrKind\x12\x1f\n" +
 	"\verr_message\x18\x04 \x01(\tR\n" +
 	"errMessage\x12\x10\n" +
-	"\x03seq\x18\x05 \x01(\x04R\x03seq\"C\n" +
+	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\"C\n" +
 	"\x0fSnapshotTrailer\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\x12\x16\n" +
 	"\x06crc32c\x18\x02 \x01(\rR\x06crc32c*\xc3\x01\n" +
