@@ -303,7 +303,7 @@ func TestCleanupOnClientExit(t *testing.T) {
 	// n1 bootstraps and leads first; its long grace shows that the close
 	// after the election is the new leader's doing.
 	c := testcluster.Start(t, 3, testcluster.Options{Configure: func(i int, cfg *server.Config) {
-		cfg.ClientExitGrace = 2 * time.Second
+		cfg.ClientExitGrace = 3 * time.Second
 		if i == 0 {
 			cfg.ClientExitGrace = time.Hour
 		}
@@ -375,7 +375,7 @@ func TestCleanupOnClientExit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reattach within the grace period: %v", err)
 	}
-	time.Sleep(3 * time.Second) // longer than the grace period
+	time.Sleep(4 * time.Second) // longer than the grace period
 	if closed(again.ID()) {
 		t.Fatal("a session whose client came back within the grace period was closed")
 	}
