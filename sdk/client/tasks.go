@@ -73,9 +73,10 @@ func (c *cancelled) has(id string) bool {
 // counted. A cancelled task is never dispatched again; a worker running it
 // is told to stop and its result is ignored. Cancelled tasks stop counting
 // in flight (WithMaxInflightTasks), since neither a result nor a dead
-// letter will come for them. Each call is retried across failovers with
-// one request id, so it is applied once; more than 10,000 ids are sent in
-// several calls.
+// letter will come for them. Calls are retried across failovers;
+// cancelling twice changes nothing, but a count returned after a retry
+// leaves out the tasks the lost first try cancelled. More than 10,000 ids
+// are sent in several calls.
 func (s *Session) Cancel(ctx context.Context, ids ...string) (int, error) {
 	total := 0
 	for start := 0; start < len(ids); start += maxCancelIDs {
@@ -92,7 +93,9 @@ func (s *Session) Cancel(ctx context.Context, ids ...string) (int, error) {
 
 // CancelAll cancels every task of the session that has no outcome yet, and
 // returns how many. Tasks submitted by this Session stop counting in
-// flight, except those whose result or dead letter already arrived.
+// flight, except those whose result or dead letter already arrived. Tasks
+// still being submitted (a Submit or Add not yet acknowledged) may be
+// committed after the cancel and then run as usual.
 func (s *Session) CancelAll(ctx context.Context) (int, error) {
 	n, err := s.cancelTasks(ctx, &griddpb.CancelTasksRequest{SessionId: s.id, All: true})
 	if err != nil {
