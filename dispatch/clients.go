@@ -36,14 +36,21 @@ func (d *Dispatcher) ClaimClient(ctx context.Context, sessionID, kind string) (n
 		old.cancel()
 	}
 	d.clients[k] = c
+	if kind == KindResults {
+		d.disarmClientExitLocked(sessionID)
+	}
 	c.notify <- struct{}{} // send what is already there
 	release = func() {
 		cancel()
 		d.mu.Lock()
-		if d.clients[k] == c {
+		last := d.clients[k] == c
+		if last {
 			delete(d.clients, k)
 		}
 		d.mu.Unlock()
+		if last && kind == KindResults {
+			d.clientReleased(sessionID)
+		}
 	}
 	return c.notify, ctx, release, nil
 }

@@ -41,6 +41,13 @@ type Options struct {
 	BatchSize    int           // default DefaultBatchSize
 	PlanInterval time.Duration // periodic re-plan; default 1s
 	Logger       *slog.Logger
+
+	// CloseSession closes a session through the replicated log; the leader
+	// calls it for cleanup_on_client_exit. Nil turns that cleanup off.
+	CloseSession func(ctx context.Context, sessionID string) error
+	// ClientExitGrace: how long such a session waits for a new results
+	// stream; default DefaultClientExitGrace.
+	ClientExitGrace time.Duration
 }
 
 // Dispatcher is the leader's scheduler. Activate it when this node becomes
@@ -59,6 +66,7 @@ type Dispatcher struct {
 	stop     context.CancelFunc
 	loopDone chan struct{}
 	wake     chan struct{}
+	exits    exitWatch
 }
 
 type clientKey struct {
@@ -103,6 +111,9 @@ func New(f *fsm.FSM, opts Options) *Dispatcher {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.ClientExitGrace <= 0 {
+		opts.ClientExitGrace = DefaultClientExitGrace
+	}
 	return &Dispatcher{
 		fsm:      f,
 		opts:     opts,
@@ -111,6 +122,7 @@ func New(f *fsm.FSM, opts Options) *Dispatcher {
 		workers:  map[string]*Worker{},
 		clients:  map[clientKey]*clientClaim{},
 		wake:     make(chan struct{}, 1),
+		exits:    exitWatch{timers: map[string]*exitTimer{}},
 	}
 }
 
@@ -139,6 +151,7 @@ func (d *Dispatcher) Activate() {
 	d.mu.Unlock()
 	d.log.Info("dispatcher active", "pending", n)
 	go d.loop(ctx, done)
+	d.armClientExits()
 	d.poke()
 }
 
@@ -168,6 +181,7 @@ func (d *Dispatcher) Deactivate() {
 	d.sessions = map[string]*session{}
 	d.clients = map[clientKey]*clientClaim{}
 	d.mu.Unlock()
+	d.stopClientExits()
 	if stop != nil {
 		stop()
 		<-done
@@ -315,6 +329,7 @@ func (d *Dispatcher) SessionChanged(info fsm.SessionInfo) {
 	} else if s := d.sessions[info.ID]; s != nil {
 		applyAttrs(s, info)
 	}
+	d.clientExitSessionChangedLocked(info.ID, info.Closed, info.Attrs.CleanupOnClientExit)
 	d.mu.Unlock()
 	d.poke()
 }

@@ -41,6 +41,11 @@ type Config struct {
 	MaxPayloadBytes int // per task payload; default 4 MiB
 	MaxBatchTasks   int // per batch; default 10,000
 
+	// ClientExitGrace is how long a session with cleanup_on_client_exit
+	// waits for its client to come back before the leader closes it;
+	// default 30s.
+	ClientExitGrace time.Duration
+
 	Logger *slog.Logger
 }
 

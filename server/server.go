@@ -18,8 +18,10 @@ import (
 	"github.com/gridd/gridd/cluster"
 	"github.com/gridd/gridd/dispatch"
 	"github.com/gridd/gridd/fsm"
+	"github.com/gridd/gridd/fsm/fsmpb"
 	"github.com/gridd/gridd/rpc"
 	"github.com/gridd/gridd/rpc/griddpb"
+	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -77,7 +79,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		lis.Close()
 		return nil, err
 	}
-	disp := dispatch.New(f, dispatch.Options{Logger: cfg.Logger})
+	disp := dispatch.New(f, dispatch.Options{Logger: cfg.Logger, ClientExitGrace: cfg.ClientExitGrace,
+		CloseSession: func(ctx context.Context, id string) error { return closeSession(ctx, node, id) }})
 	rs := rpc.New(node, disp, rpc.Options{NodeID: cfg.ID, Logger: cfg.Logger,
 		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks}})
 	g := grpc.NewServer(
@@ -122,6 +125,20 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	log.Info("gridd node started", "grpc", advertise, "raft", node.RaftAddr(), "data_dir", cfg.DataDir,
 		"metrics", cfg.MetricsAddr, "join", cfg.Join)
 	return s, nil
+}
+
+// closeSession proposes CloseSession for the dispatcher's
+// cleanup_on_client_exit, with a fresh request id: the leader decides alone,
+// so there is no caller whose retry must be recognised.
+func closeSession(ctx context.Context, node *cluster.Node, id string) error {
+	resp, err := node.Propose(ctx, &fsmpb.Command{
+		RequestId: ulid.Make().String(), NowUnixMs: time.Now().UnixMilli(),
+		Cmd: &fsmpb.Command_CloseSession{CloseSession: &fsmpb.CloseSession{SessionId: id}},
+	})
+	if err != nil {
+		return err
+	}
+	return resp.Err
 }
 
 // followLeadership activates the dispatcher while this node leads.

@@ -138,6 +138,22 @@ func TestUpdateSendsOnlyGivenFlags(t *testing.T) {
 	if _, err := updateOf(t); err == nil {
 		t.Fatal("an update without flags was accepted")
 	}
+	u, err = updateOf(t, "--retry-backoff", "1.5s", "--retry-backoff-max", "1m")
+	if err != nil || u.GetRetryBackoffMs() != 1500 || u.GetRetryBackoffMaxMs() != 60_000 || u.MaxAttempts != nil {
+		t.Fatalf("retry backoff flags: %v, %v", u, err)
+	}
+	fs := pflag.NewFlagSet("submit", pflag.ContinueOnError)
+	var f updateFlags
+	f.register(fs)
+	if err := fs.Parse([]string{"--retry-backoff", "250ms"}); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.attributes(); a.GetRetryBackoffMs() != 250 || a.GetRetryBackoffMaxMs() != 0 {
+		t.Fatalf("submit's session attributes: %v", a)
+	}
+	if names := createFlagNames(fs); len(names) != 1 || names[0] != "--retry-backoff" {
+		t.Fatalf("submit does not see --retry-backoff as a session attribute: %v", names)
+	}
 }
 
 func TestErrorWords(t *testing.T) {

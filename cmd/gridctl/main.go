@@ -59,7 +59,8 @@ const defaultAddr = "127.0.0.1:1337"
 const rootLong = `gridctl operates a gridd cluster from the shell: it shows the cluster's
 members and leader, adds and removes nodes and moves leadership; lists,
 inspects, updates, watches and closes sessions; submits tasks from a file or
-stdin and prints their results; lists, retries and purges dead letters; lists
+stdin and prints their results; shows and cancels tasks; lists, retries and
+purges dead letters; lists
 the connected workers; and benchmarks the cluster end to end.
 
 It talks to the nodes given by --addr (or GRIDCTL_ADDR), trying each until one
@@ -70,7 +71,9 @@ const rootExample = `  gridctl cluster status
   gridctl --addr 127.0.0.1:21337,127.0.0.1:21338,127.0.0.1:21339 cluster members
   gridctl session list --all --output json
   gridctl session update 01J9ZQ3V6X6M6P3N4V6ZB0D2QK --priority 8 --max-workers 16
-  seq 1000 | gridctl submit --max-attempts 2 > results.tsv
+  seq 1000 | gridctl submit --max-attempts 2 --retry-backoff 1s > results.tsv
+  gridctl task show --session 01J9ZQ3V6X6M6P3N4V6ZB0D2QK 17 42
+  gridctl task cancel --session 01J9ZQ3V6X6M6P3N4V6ZB0D2QK --all
   gridctl bench --tasks 200000 --batch 100 --workers 4`
 
 func newRootCmd(lookupEnv func(string) (string, bool)) *cobra.Command {
@@ -94,7 +97,7 @@ func newRootCmd(lookupEnv func(string) (string, bool)) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
 	})
-	root.AddCommand(newClusterCmd(g), newSessionCmd(g))
+	root.AddCommand(newClusterCmd(g), newSessionCmd(g), newTaskCmd(g))
 	root.AddCommand(newSubmitCmd(g), newDLQCmd(g), newWorkersCmd(g), newBenchCmd(g))
 	return root
 }

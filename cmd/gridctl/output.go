@@ -158,20 +158,30 @@ func sessionDetail(w io.Writer, s *griddpb.Session) error {
 		{"idle timeout", millis(a.GetIdleTimeoutMs(), "none")},
 		{"task timeout", millis(a.GetTaskTimeoutMs(), "none")},
 		{"max attempts", i32(a.GetMaxAttempts())},
+		{"retry backoff", retryBackoff(a)},
 		{"max in-flight batches per worker", i32(a.GetMaxInflightBatchesPerWorker())},
 		{"preemptible", strconv.FormatBool(a.GetPreemptible())},
 		{"cleanup on client exit", strconv.FormatBool(a.GetCleanupOnClientExit())},
 		{"tags", orNone(tags)},
 		{"", ""},
 		{"tasks submitted", u64(c.GetSubmitted())},
-		{"tasks pending", u64(c.GetPending())},
+		{"tasks pending", u64(c.GetPending()) + " (no outcome yet: waiting, running or retrying)"},
 		{"tasks running", u64(c.GetRunning()) + " (as seen by the leader)"},
+		{"tasks retrying", u64(c.GetRetrying()) + " (failed, waiting for another attempt)"},
 		{"tasks completed", u64(c.GetCompleted())},
 		{"tasks dead-lettered", u64(c.GetDeadLettered())},
+		{"tasks cancelled", u64(c.GetCancelled())},
 		{"attempts retried", u64(c.GetRetried())},
+		{"attempts timed out", u64(c.GetTimedOut())},
 		{"results not yet acknowledged", u64(c.GetResultsUnacked())},
 		{"dead letters not yet acknowledged", u64(c.GetDeadLettersUnacked())},
 	})
+}
+
+// retryBackoff reads "100ms doubling up to 10s"; zeros are the server's
+// defaults, which a session created before backoff existed reads as.
+func retryBackoff(a *griddpb.SessionAttributes) string {
+	return millis(a.GetRetryBackoffMs(), "default") + " doubling up to " + millis(a.GetRetryBackoffMaxMs(), "default")
 }
 
 func workerRange(a *griddpb.SessionAttributes) string {

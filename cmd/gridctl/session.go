@@ -52,8 +52,14 @@ func sessionListCmd(g *globals) *cobra.Command {
 func sessionShowCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show ID",
-		Short: "Show a session's attributes and task counts",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show a session's attributes and task counts per state",
+		Long: `Show a session's attributes and how many of its tasks are in each state:
+pending (no outcome yet; this includes the running and retrying ones),
+running (held by a worker, as the leader sees it), retrying (failed at least
+once and waiting for another attempt), completed, dead-lettered and
+cancelled; and how many attempts were retried or timed out. With -o json the
+counts are the "counts" object of the session.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var s *griddpb.Session
 			err := call(cmd.Context(), g, func(ctx context.Context, cc *grpc.ClientConn) error {
@@ -77,7 +83,7 @@ func printSession(cmd *cobra.Command, g *globals, s *griddpb.Session, err error)
 // given, so an update never resets what it does not mention.
 type updateFlags struct {
 	priority, minWorkers, maxWorkers, maxAttempts, maxInflight int32
-	idleTimeout, taskTimeout                                   time.Duration
+	idleTimeout, taskTimeout, retryBackoff, retryBackoffMax    time.Duration
 	preemptible, cleanup                                       bool
 	tags                                                       []string
 }
@@ -116,6 +122,8 @@ func (f *updateFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "inactivity after which the session releases its workers")
 	fs.DurationVar(&f.taskTimeout, "task-timeout", 0, "how long an attempt may run before it counts as failed; 0 means no limit")
 	fs.Int32Var(&f.maxAttempts, "max-attempts", 0, "attempts before a failing task is dead-lettered")
+	fs.DurationVar(&f.retryBackoff, "retry-backoff", 0, "wait before the first retry of a failed attempt; it doubles with every failure (server default 100ms)")
+	fs.DurationVar(&f.retryBackoffMax, "retry-backoff-max", 0, "longest wait between retries (server default 10s)")
 	fs.Int32Var(&f.maxInflight, "max-inflight-batches-per-worker", 0, "batches a worker may hold at once")
 	fs.BoolVar(&f.preemptible, "preemptible", false, "whether higher-priority sessions may take this session's workers")
 	fs.BoolVar(&f.cleanup, "cleanup-on-client-exit", false, "whether the session closes when its client disconnects")
@@ -141,6 +149,12 @@ func (f *updateFlags) update(fs *pflag.FlagSet) (*griddpb.SessionUpdate, error) 
 	if fs.Changed("task-timeout") {
 		u.TaskTimeoutMs = proto.Int64(f.taskTimeout.Milliseconds())
 	}
+	if fs.Changed("retry-backoff") {
+		u.RetryBackoffMs = proto.Int64(f.retryBackoff.Milliseconds())
+	}
+	if fs.Changed("retry-backoff-max") {
+		u.RetryBackoffMaxMs = proto.Int64(f.retryBackoffMax.Milliseconds())
+	}
 	if fs.Changed("preemptible") {
 		u.Preemptible = proto.Bool(f.preemptible)
 	}
@@ -152,7 +166,8 @@ func (f *updateFlags) update(fs *pflag.FlagSet) (*griddpb.SessionUpdate, error) 
 	}
 	if proto.Equal(u, &griddpb.SessionUpdate{}) {
 		return nil, errors.New("nothing to update: give at least one of --priority, --min-workers, --max-workers, " +
-			"--idle-timeout, --task-timeout, --max-attempts, --max-inflight-batches-per-worker, --preemptible, " +
+			"--idle-timeout, --task-timeout, --max-attempts, --retry-backoff, --retry-backoff-max, " +
+			"--max-inflight-batches-per-worker, --preemptible, " +
 			"--cleanup-on-client-exit, --tags (see gridctl session update --help)")
 	}
 	return u, nil

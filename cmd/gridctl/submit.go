@@ -55,7 +55,8 @@ text (blank lines are skipped). With --json each line is an object
 Results go to standard output, one per line: "ID<TAB>PAYLOAD", or with
 --output json one object {"id", "payload" or "payload_b64", "attempt"}. With
 --ordered they come in input order. Dead letters (tasks that failed every
-attempt) are reported on standard error, and make gridctl exit with status 2.
+attempt) and tasks cancelled meanwhile (gridctl task cancel) are reported on
+standard error, and make gridctl exit with status 2.
 
 submit creates a session (the flags --priority ... set its attributes) unless
 --session names an existing one; it leaves the session open, so that
@@ -95,7 +96,8 @@ func newSubmitCmd(g *globals) *cobra.Command {
 func createFlagNames(fs *pflag.FlagSet) []string {
 	var names []string
 	for _, n := range []string{"priority", "min-workers", "max-workers", "idle-timeout", "task-timeout",
-		"max-attempts", "max-inflight-batches-per-worker", "preemptible", "cleanup-on-client-exit", "tags"} {
+		"max-attempts", "retry-backoff", "retry-backoff-max", "max-inflight-batches-per-worker", "preemptible",
+		"cleanup-on-client-exit", "tags"} {
 		if fs.Changed(n) {
 			names = append(names, "--"+n)
 		}
@@ -108,6 +110,7 @@ func (f *updateFlags) attributes() *griddpb.SessionAttributes {
 		Priority: f.priority, MinWorkers: f.minWorkers, MaxWorkers: f.maxWorkers,
 		IdleTimeoutMs: f.idleTimeout.Milliseconds(), TaskTimeoutMs: f.taskTimeout.Milliseconds(),
 		MaxAttempts: f.maxAttempts, MaxInflightBatchesPerWorker: f.maxInflight,
+		RetryBackoffMs: f.retryBackoff.Milliseconds(), RetryBackoffMaxMs: f.retryBackoffMax.Milliseconds(),
 		Preemptible: f.preemptible, CleanupOnClientExit: f.cleanup, Tags: f.tags,
 	}
 }
@@ -250,10 +253,16 @@ func runSubmit(cmd *cobra.Command, g *globals, f *submitFlags, args []string) er
 		if f.close {
 			state = "closed"
 		}
-		fmt.Fprintf(stderr, "gridctl: session %s: %d results, %d dead-lettered (%s)\n", s.ID(), r.results, r.dead, state)
+		fmt.Fprintf(stderr, "gridctl: session %s: %d results, %d dead-lettered, %d cancelled (%s)\n", s.ID(),
+			r.results, r.dead, r.cancelled, state)
 	}
-	if r.dead > 0 {
+	switch {
+	case r.dead > 0 && r.cancelled > 0:
+		return &exitError{code: 2, msg: fmt.Sprintf("%d of %d tasks dead-lettered, %d cancelled", r.dead, len(tasks), r.cancelled)}
+	case r.dead > 0:
 		return &exitError{code: 2, msg: fmt.Sprintf("%d of %d tasks dead-lettered", r.dead, len(tasks))}
+	case r.cancelled > 0:
+		return &exitError{code: 2, msg: fmt.Sprintf("%d of %d tasks cancelled", r.cancelled, len(tasks))}
 	}
 	return nil
 }
@@ -269,13 +278,15 @@ type submitRun struct {
 	stderr io.Writer
 	bar    *progressBar
 
-	results, dead int
+	results, dead, cancelled int
 }
 
-// outcome is a result or a dead letter waiting for its turn (--ordered).
+// outcome is a result, a dead letter or a cancellation waiting for its turn
+// (--ordered).
 type outcome struct {
-	res  *client.Result
-	dead *client.DeadLetter
+	res       *client.Result
+	dead      *client.DeadLetter
+	cancelled string // the id of a task cancelled meanwhile
 }
 
 type submitDone struct {
@@ -292,6 +303,7 @@ func (r *submitRun) run(ctx context.Context) error {
 	}
 	subDone := make(chan submitDone, 1)
 	go func() { subDone <- r.submit(ctx) }()
+	cancels := r.watchCancels(ctx)
 	var (
 		results  = r.s.Results()
 		dead     = r.s.DeadLetters()
@@ -308,6 +320,13 @@ func (r *submitRun) run(ctx context.Context) error {
 		if o.res != nil {
 			r.results++
 			return r.printResult(*o.res)
+		}
+		if o.cancelled != "" {
+			r.cancelled++
+			failures++
+			r.bar.clear()
+			fmt.Fprintf(r.stderr, "gridctl: task %s was cancelled\n", o.cancelled)
+			return nil
 		}
 		r.dead++
 		failures++
@@ -365,6 +384,26 @@ func (r *submitRun) run(ctx context.Context) error {
 				drained = r.watchDrained(ctx)
 			}
 			continue
+		case <-cancels:
+			// Someone cancelled tasks of the session (gridctl task cancel):
+			// those of ours will never have an outcome, so stop waiting.
+			var open []string
+			for i, t := range r.tasks {
+				if !settled[i] {
+					open = append(open, t.ID)
+				}
+			}
+			infos, terr := r.s.Tasks(ctx, open...)
+			if terr != nil {
+				continue // asked again at the next cancellation or tick
+			}
+			for _, ti := range infos {
+				if ti.State == client.TaskCancelled {
+					if err = take(ti.ID, outcome{cancelled: ti.ID}); err != nil {
+						break
+					}
+				}
+			}
 		case <-drained:
 			if left > 0 && !r.f.quiet {
 				r.bar.clear()
@@ -400,6 +439,32 @@ func (r *submitRun) submit(ctx context.Context) submitDone {
 		d.duplicates += res.Duplicates
 	}
 	return d
+}
+
+// watchCancels signals when the session's count of cancelled tasks grows.
+func (r *submitRun) watchCancels(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		var seen uint64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			info, err := r.c.GetSession(ctx, r.s.ID())
+			if n := info.GetCounts().GetCancelled(); err == nil && n > seen {
+				seen = n
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return ch
 }
 
 // watchDrained closes its channel once the session has no pending task and

@@ -20,7 +20,8 @@ import (
 )
 
 // upperWorker runs an SDK worker that answers a task with its payload in
-// upper case, and fails every attempt of a task whose payload says "fail".
+// upper case, fails every attempt of a task whose payload says "fail", and
+// runs a task whose payload is "hang" until it is told to stop.
 // It stops at the end of the test.
 func upperWorker(t *testing.T, addrs []string, id string) {
 	t.Helper()
@@ -28,7 +29,11 @@ func upperWorker(t *testing.T, addrs []string, id string) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		err := worker.Run(ctx, worker.Options{Addrs: addrs, WorkerID: id, Concurrency: 4, DrainTimeout: time.Second},
-			func(_ context.Context, task worker.Task) ([]byte, error) {
+			func(hctx context.Context, task worker.Task) ([]byte, error) {
+				if string(task.Payload) == "hang" {
+					<-hctx.Done()
+					return nil, hctx.Err()
+				}
 				if bytes.Contains(task.Payload, []byte("fail")) {
 					return nil, errors.New("asked to fail")
 				}
@@ -78,6 +83,7 @@ func TestSubmitAndOperate(t *testing.T) {
 		{"bad input", testSubmitBadInput},
 		{"workers list", testWorkersList},
 		{"dlq list, retry, purge", testDLQ},
+		{"task show and cancel", testTaskShowCancel},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) { s.run(t, l) }) {
@@ -112,7 +118,7 @@ func testSubmitLines(t *testing.T, l *submitLive) {
 	if !seen["1"] || !seen["200"] {
 		t.Fatalf("ids are not the line numbers: %v", seen)
 	}
-	if !strings.Contains(errOut, "200 results, 0 dead-lettered (closed)") {
+	if !strings.Contains(errOut, "200 results, 0 dead-lettered, 0 cancelled (closed)") {
 		t.Fatalf("no summary on stderr: %q", errOut)
 	}
 }
@@ -319,4 +325,75 @@ func testDLQ(t *testing.T, l *submitLive) {
 		t.Fatalf("unknown session: exit %d, %q", code, errOut)
 	}
 	ok(t, "--addr", l.addr, "session", "close", sid)
+}
+
+// testTaskShowCancel: task show reports a running task and its worker,
+// task cancel cancels it, and a submit waiting for it stops waiting and
+// exits 2; session show counts it.
+func testTaskShowCancel(t *testing.T, l *submitLive) {
+	sid := createSession(t, l.c.Addrs()[0])
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errOut := run(t, nil, "--addr", l.addr, "submit", "--quiet", "--session", sid,
+			writeFile(t, "hang.txt", "a\nhang\n"))
+		done <- result{code, out, errOut}
+	}()
+	var infos *griddpb.GetTasksResponse
+	waitFor(t, "task 2 running", func() bool {
+		code, out, _ := run(t, nil, "--addr", l.addr, "-o", "json", "task", "show", "--session", sid, "1", "2", "nope")
+		if code != 0 {
+			return false
+		}
+		infos = parse(t, out, &griddpb.GetTasksResponse{})
+		return infos.GetTasks()[1].GetState() == griddpb.TaskState_TASK_STATE_RUNNING
+	})
+	if ts := infos.GetTasks(); len(ts) != 3 || ts[1].GetWorkerId() != "w-upper" ||
+		ts[2].GetState() != griddpb.TaskState_TASK_STATE_NOT_FOUND {
+		t.Fatalf("task show: %v", infos)
+	}
+	table := ok(t, "--addr", l.addr, "task", "show", "--session", sid, "2", "nope")
+	for _, s := range []string{"ID ", "STATE", "WORKER", "running", "w-upper", "not found"} {
+		if !strings.Contains(table, s) {
+			t.Fatalf("task show table lacks %q:\n%s", s, table)
+		}
+	}
+	if out := ok(t, "--addr", l.addr, "task", "cancel", "--session", sid, "2"); out != "1 tasks of session "+sid+" cancelled\n" {
+		t.Fatalf("task cancel printed %q", out)
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("submit still waits for a cancelled task")
+	}
+	if r.code != 2 || r.out != "1\tA\n" || !strings.Contains(r.errOut, "task 2 was cancelled") ||
+		!strings.Contains(r.errOut, "1 of 2 tasks cancelled") {
+		t.Fatalf("submit: exit %d, stdout %q, stderr %q", r.code, r.out, r.errOut)
+	}
+	resp := parse(t, ok(t, "--addr", l.addr, "-o", "json", "task", "cancel", "--session", sid, "--all"),
+		&griddpb.CancelTasksResponse{})
+	if resp.GetCancelled() != 0 {
+		t.Fatalf("cancel --all with nothing left cancelled %d", resp.GetCancelled())
+	}
+	detail := ok(t, "--addr", l.addr, "session", "show", sid)
+	for _, s := range []string{"tasks cancelled                    1", "tasks completed                    1", "tasks retrying", "attempts timed out"} {
+		if !strings.Contains(detail, s) {
+			t.Fatalf("session show lacks %q:\n%s", s, detail)
+		}
+	}
+	for _, args := range [][]string{
+		{"task", "cancel", "--session", sid},
+		{"task", "cancel", "--session", sid, "--all", "1"},
+		{"task", "cancel", "1"},
+		{"task", "show", "1"},
+	} {
+		code, _, errOut := run(t, nil, append([]string{"--addr", l.addr}, args...)...)
+		if code != 1 || strings.Count(errOut, "\n") != 1 {
+			t.Fatalf("%v: exit %d, stderr %q; want 1 and one line", args, code, errOut)
+		}
+	}
 }

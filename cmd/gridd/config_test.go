@@ -62,7 +62,7 @@ func TestDefaults(t *testing.T) {
 		ID: "host-a", DataDir: "./gridd-data", GRPCAddr: "127.0.0.1:1337",
 		RaftAddr: "127.0.0.1:7337", MetricsAddr: "127.0.0.1:8080",
 		LogLevel: "info", LogFormat: "text",
-		MaxPayloadBytes: 4 << 20, MaxBatchTasks: 10_000,
+		MaxPayloadBytes: 4 << 20, MaxBatchTasks: 10_000, ClientExitGrace: 30 * time.Second,
 	}
 	if !reflect.DeepEqual(*o, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", *o, want)
@@ -175,6 +175,7 @@ func TestErrors(t *testing.T) {
 		{name: "bad duration in file", yaml: "election-timeout: 5\n", is: errBadValue, says: []string{"election-timeout", "500ms"}},
 		{name: "bad size in env", env: map[string]string{"GRIDD_MAX_PAYLOAD_BYTES": "4 parsecs"}, is: errBadValue, says: []string{"GRIDD_MAX_PAYLOAD_BYTES", "MiB"}},
 		{name: "negative size in file", yaml: "max-batch-tasks: -5\n", is: errInvalid, says: []string{`"max-batch-tasks"`, "line 1", "not positive"}},
+		{name: "zero grace in env", env: map[string]string{"GRIDD_CLIENT_EXIT_GRACE": "0s"}, is: errInvalid, says: []string{"GRIDD_CLIENT_EXIT_GRACE", "not positive"}},
 		{name: "zero payload flag", args: []string{"--max-payload-bytes", "0"}, is: errInvalid, says: []string{"--max-payload-bytes"}},
 		{name: "list for one value", yaml: "data-dir: [a, b]\n", is: errConfigFile, says: []string{`"data-dir"`, "not a list"}},
 		{name: "mapping value", yaml: "data-dir: {a: b}\n", is: errConfigFile, says: []string{"not a mapping"}},

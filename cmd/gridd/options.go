@@ -21,6 +21,7 @@ const (
 	defaultMetricsAddr     = server.DefaultMetricsAddr
 	defaultMaxPayloadBytes = 4 << 20
 	defaultMaxBatchTasks   = 10_000
+	defaultClientExitGrace = 30 * time.Second
 	defaultLogLevel        = "info"
 	defaultLogFormat       = "text"
 	envPrefix              = "GRIDD_"
@@ -45,6 +46,8 @@ type options struct {
 
 	MaxPayloadBytes byteSize
 	MaxBatchTasks   int
+
+	ClientExitGrace time.Duration
 
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -72,6 +75,8 @@ func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
 	o.MaxPayloadBytes = defaultMaxPayloadBytes
 	fs.Var(&o.MaxPayloadBytes, "max-payload-bytes", "largest task payload accepted, in bytes (suffixes KiB, MiB, GiB allowed)")
 	fs.IntVar(&o.MaxBatchTasks, "max-batch-tasks", defaultMaxBatchTasks, "most tasks accepted in one batch")
+	fs.DurationVar(&o.ClientExitGrace, "client-exit-grace", defaultClientExitGrace,
+		"how long a session with cleanup_on_client_exit waits for its client to reconnect before the leader closes it")
 
 	// Zero leaves the choice to the server, which uses Raft's production
 	// values unless it knows better; the help says what those are.

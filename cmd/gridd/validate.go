@@ -50,6 +50,9 @@ func validate(o *options, origins map[string]origin) error {
 	if o.MaxBatchTasks <= 0 {
 		return bad("max-batch-tasks", "%d is not positive", o.MaxBatchTasks)
 	}
+	if o.ClientExitGrace <= 0 {
+		return bad("client-exit-grace", "%s is not positive", o.ClientExitGrace)
+	}
 	return validateRaft(o, bad)
 }
 
@@ -233,6 +236,7 @@ func serverConfig(o *options, logger *slog.Logger) server.Config {
 		TrailingLogs:       o.TrailingLogs,
 		MaxPayloadBytes:    int(o.MaxPayloadBytes),
 		MaxBatchTasks:      o.MaxBatchTasks,
+		ClientExitGrace:    o.ClientExitGrace,
 		Logger:             logger,
 	}
 }

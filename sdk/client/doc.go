@@ -63,6 +63,15 @@
 // the last few milliseconds may come again, since the memory of what was
 // delivered lives in the Session value.
 //
+// # Task states and cancellation
+//
+// Tasks reports the state of tasks by id: pending, running (with the
+// worker's id), failed (waiting for its retry backoff), completed,
+// dead-lettered, cancelled, or not found. Cancel cancels tasks by id and
+// CancelAll every task of the session without an outcome: they are never
+// run again, a worker running one is told to stop, and no result or dead
+// letter will come for them, so they stop counting in flight.
+//
 // # Errors
 //
 // Every error returned by this package carries a gRPC status, so

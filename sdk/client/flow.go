@@ -114,6 +114,17 @@ func (f *flow) close(err error) {
 	}
 }
 
+// snapshot returns the ids in flight now.
+func (f *flow) snapshot() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := make([]string, 0, len(f.ids))
+	for id := range f.ids {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // len is the number of tasks in flight.
 func (f *flow) len() int {
 	f.mu.Lock()

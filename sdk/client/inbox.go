@@ -135,6 +135,14 @@ func (in *inbox[T]) deliver(ctx context.Context) {
 	}
 }
 
+// seen reports whether the item id arrived, handed over or queued.
+func (in *inbox[T]) seen(id string) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	_, ok := in.delivered[id]
+	return ok
+}
+
 // handedOver reports whether the item id was handed to the application.
 func (in *inbox[T]) handedOver(id string) bool {
 	in.mu.Lock()

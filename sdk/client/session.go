@@ -90,6 +90,8 @@ type Session struct {
 	dead    *inbox[DeadLetter]
 	flow    *flow
 	batch   *batcher
+	// cancelled: ids this Session cancelled, which will have no outcome.
+	cancelled cancelled
 
 	ctx           context.Context // the streams' lifetime
 	cancel        context.CancelFunc
@@ -230,9 +232,10 @@ func (s *Session) Submit(ctx context.Context, tasks []Task) (SubmitResult, error
 }
 
 // known reports whether the application already received id's outcome
-// from this Session: submitting it again adds nothing in flight.
+// from this Session, or this Session cancelled it: submitting it again adds
+// nothing in flight.
 func (s *Session) known(id string) bool {
-	return s.results.handedOver(id) || s.dead.handedOver(id)
+	return s.results.handedOver(id) || s.dead.handedOver(id) || s.cancelled.has(id)
 }
 
 func (s *Session) batchOf(tasks []Task) *griddpb.Batch {
