@@ -268,10 +268,10 @@ func TestCancelAndGetTasksBadInput(t *testing.T) {
 		t.Fatalf("bad input changed the session: %v", info.Counts)
 	}
 
-	// Cancelling is idempotent in effect: a retry changes nothing and
-	// counts nothing (the state machine does not replay the first count).
+	// A retry with the same request id changes nothing and gets the
+	// first answer's count back.
 	req := &griddpb.CancelTasksRequest{RequestId: "r1", SessionId: "s1", Ids: []string{"t1"}}
-	for i, want := range []uint32{1, 0} {
+	for i, want := range []uint32{1, 1} {
 		resp, err := q.CancelTasks(ctx, req)
 		if err != nil || resp.Cancelled != want {
 			t.Fatalf("cancel with request id, call %d: %v, %v; want %d", i+1, resp, err, want)

@@ -73,10 +73,9 @@ func (c *cancelled) has(id string) bool {
 // counted. A cancelled task is never dispatched again; a worker running it
 // is told to stop and its result is ignored. Cancelled tasks stop counting
 // in flight (WithMaxInflightTasks), since neither a result nor a dead
-// letter will come for them. Calls are retried across failovers;
-// cancelling twice changes nothing, but a count returned after a retry
-// leaves out the tasks the lost first try cancelled. More than 10,000 ids
-// are sent in several calls.
+// letter will come for them. Calls are retried across failovers with the
+// same request id, which the cluster answers with the first count.
+// More than 10,000 ids are sent in several calls.
 func (s *Session) Cancel(ctx context.Context, ids ...string) (int, error) {
 	total := 0
 	for start := 0; start < len(ids); start += maxCancelIDs {
