@@ -359,4 +359,3 @@ func (d *Dispatcher) loop(ctx context.Context, done chan struct{}) {
 		d.plan()
 	}
 }
-
