@@ -3,6 +3,8 @@ package server
 import (
 	"log/slog"
 	"time"
+
+	"github.com/gridd/gridd/dispatch"
 )
 
 // Config is everything a gridd node needs. cmd/gridd fills it from flags,
@@ -40,6 +42,12 @@ type Config struct {
 	// Limits on client input.
 	MaxPayloadBytes int // per task payload; default 4 MiB
 	MaxBatchTasks   int // per batch; default 10,000
+
+	// Scheduler: how a worker leaves a preemptible session taken by a
+	// higher priority (default drain), and how often placement runs
+	// besides on events (default 1s).
+	Preemption        dispatch.Preemption
+	SchedulerInterval time.Duration
 
 	Logger *slog.Logger
 }

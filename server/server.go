@@ -77,7 +77,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		lis.Close()
 		return nil, err
 	}
-	disp := dispatch.New(f, dispatch.Options{Logger: cfg.Logger})
+	disp := dispatch.New(f, dispatch.Options{Logger: cfg.Logger,
+		Preemption: cfg.Preemption, PlanInterval: cfg.SchedulerInterval})
 	rs := rpc.New(node, disp, rpc.Options{NodeID: cfg.ID, Logger: cfg.Logger,
 		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks}})
 	g := grpc.NewServer(
