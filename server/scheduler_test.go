@@ -32,17 +32,24 @@ type schedRig struct {
 	started   map[string]int           // session -> tasks started
 	done      map[string]int           // session -> tasks finished
 	firstAt   map[string]map[string]int
-	cancelled atomic.Int64 // tasks whose context was cancelled while held
+	firstTime map[string]time.Time     // session -> when its first task started
+	delays    map[string]time.Duration // session -> how long its tasks run, instead of a gate
+	stopped   map[string]int           // session -> tasks cancelled while running
+	cancelled atomic.Int64             // tasks whose context was cancelled while held
 }
 
 func newSchedRig(t testing.TB, mode dispatch.Preemption, configure func(*testcluster.Options)) *schedRig {
+	return newSchedCluster(t, 1, mode, configure)
+}
+
+func newSchedCluster(t testing.TB, nodes int, mode dispatch.Preemption, configure func(*testcluster.Options)) *schedRig {
 	opts := testcluster.Options{Configure: func(_ int, cfg *server.Config) {
 		cfg.Preemption = mode
 	}}
 	if configure != nil {
 		configure(&opts)
 	}
-	c := testcluster.Start(t, 1, opts)
+	c := testcluster.Start(t, nodes, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	cl, err := client.Dial(ctx, c.Addrs(), client.WithLogger(quiet))
 	if err != nil {
@@ -50,7 +57,8 @@ func newSchedRig(t testing.TB, mode dispatch.Preemption, configure func(*testclu
 	}
 	r := &schedRig{t: t, c: c, cl: cl, q: griddpb.NewQueueClient(dialRawTB(t, c.Nodes[0].Cfg.GRPCAddr)),
 		gates: map[string]chan struct{}{}, started: map[string]int{}, done: map[string]int{},
-		firstAt: map[string]map[string]int{}}
+		firstAt: map[string]map[string]int{}, firstTime: map[string]time.Time{}, delays: map[string]time.Duration{},
+		stopped: map[string]int{}}
 	t.Cleanup(func() {
 		_ = cl.Close()
 		cancel()
@@ -84,15 +92,26 @@ func (r *schedRig) handle(ctx context.Context, tk worker.Task) ([]byte, error) {
 			snap[s] = n
 		}
 		r.firstAt[tk.SessionID] = snap
+		r.firstTime[tk.SessionID] = time.Now()
 	}
 	r.started[tk.SessionID]++
-	gate := r.gates[tk.SessionID]
+	gate, delay := r.gates[tk.SessionID], r.delays[tk.SessionID]
 	r.mu.Unlock()
-	if gate != nil {
+	var timer <-chan time.Time
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		gate, timer = nil, t.C
+	}
+	if gate != nil || timer != nil {
 		select {
 		case <-gate:
+		case <-timer:
 		case <-ctx.Done():
 			r.cancelled.Add(1)
+			r.mu.Lock()
+			r.stopped[tk.SessionID]++
+			r.mu.Unlock()
 			return nil, ctx.Err()
 		}
 	}
