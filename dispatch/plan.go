@@ -171,7 +171,10 @@ type planner struct {
 	sessions []*planSession // sorted by id
 	byID     map[string]*planSession
 	workers  []*planWorker // sorted by id
-	out      []Decision
+	// The workers bound to each session when the plan began, sorted by id;
+	// a worker in a list may have been unbound or moved since.
+	bySession map[string][]*planWorker
+	out       []Decision
 }
 
 func newPlanner(in Input) *planner {
@@ -189,6 +192,12 @@ func newPlanner(in Input) *planner {
 		}
 	}
 	slices.SortFunc(p.workers, func(a, b *planWorker) int { return cmp.Compare(a.ID, b.ID) })
+	p.bySession = make(map[string][]*planWorker, len(p.sessions))
+	for _, w := range p.workers {
+		if w.Bound != "" {
+			p.bySession[w.Bound] = append(p.bySession[w.Bound], w)
+		}
+	}
 	return p
 }
 
@@ -334,13 +343,32 @@ func (p *planner) victim(s *planSession, eligible func(*planSession) bool) *plan
 	if from == nil {
 		return nil
 	}
-	if w := p.find(func(w *planWorker) bool { return w.Bound == from.ID && !w.Busy }); w != nil {
-		return w
+	var busy *planWorker
+	for _, w := range p.bySession[from.ID] {
+		if p.stillOn(w, from) {
+			if !w.Busy {
+				return w
+			}
+			if busy == nil {
+				busy = w
+			}
+		}
 	}
-	return p.find(func(w *planWorker) bool { return w.Bound == from.ID })
+	return busy
 }
 
-// movable reports whether o has a worker that has not moved in this plan.
+// movable reports whether o has a worker that may move in this plan.
 func (p *planner) movable(o *planSession) bool {
-	return p.find(func(w *planWorker) bool { return w.Bound == o.ID }) != nil
+	for _, w := range p.bySession[o.ID] {
+		if p.stillOn(w, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// stillOn reports whether w, bound to o when the plan began, still is and
+// may move. Workers bound to o during the plan have moved and may not.
+func (p *planner) stillOn(w *planWorker, o *planSession) bool {
+	return !w.moved && !w.Draining && w.Bound == o.ID
 }
