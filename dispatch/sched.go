@@ -56,8 +56,19 @@ func (d *Dispatcher) plan() {
 			Closed: !ok || info.Closed, LastActive: s.lastActive, IdleTimeout: s.idleTimeout,
 			LastServed: s.lastServed})
 	}
+	viewed := make(map[string]bool, len(views))
+	for _, v := range views {
+		viewed[v.ID] = true
+	}
 	workers := make([]WorkerView, 0, len(d.workers))
 	for _, w := range d.workers {
+		if w.bound != "" && !viewed[w.bound] && d.sessions[w.bound] != nil {
+			// Bound to a session that appeared after the views were
+			// gathered (a stream opened meanwhile): left for the next
+			// plan, which knows the session, rather than unbound as
+			// unknown.
+			continue
+		}
 		busy := w.stream != nil && w.stream.session.id == w.bound && len(w.stream.tasks) > 0
 		workers = append(workers, WorkerView{ID: w.id, Bound: w.bound, Busy: busy, Draining: w.draining})
 	}
