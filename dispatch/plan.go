@@ -87,6 +87,7 @@ const (
 	ReasonNone    Reason = ""
 	ReasonClosed  Reason = "closed"  // the session is closed or gone
 	ReasonIdle    Reason = "idle"    // the session was idle for its idle_timeout
+	ReasonMax     Reason = "max"     // the session has more than max_workers (lowered by an update)
 	ReasonReclaim Reason = "reclaim" // nothing to do here, work elsewhere
 	ReasonPreempt Reason = "preempt" // a higher-priority session takes it
 	ReasonMin     Reason = "min"     // another session is below min_workers
@@ -118,7 +119,7 @@ type Input struct {
 // First it releases: a worker bound to a closed or unknown session is
 // unbound, and so are the workers of a session that had nothing ready or
 // running for its idle timeout (it stays open; new tasks bring workers
-// back). Then, one worker at a time, it serves the neediest session: one
+// back) and those beyond a max_workers lowered by an update. Then, one worker at a time, it serves the neediest session: one
 // below its min_workers first, then higher priority first, then fewer
 // workers first, then the one served longest ago, then by id. A session
 // needs a worker while it has ready tasks, is under max_workers and has
@@ -216,6 +217,17 @@ func (p *planner) release() {
 			p.unbind(w, false, ReasonClosed)
 		case p.idleExpired(s):
 			p.unbind(w, false, ReasonIdle)
+		}
+	}
+	// Above max_workers (lowered by an update): release the excess by
+	// drain, workers with nothing in hand first.
+	for _, s := range p.sessions {
+		for s.MaxWorkers > 0 && s.bound > s.MaxWorkers {
+			w := p.victimOf(s)
+			if w == nil {
+				break
+			}
+			p.unbind(w, false, ReasonMax)
 		}
 	}
 }
@@ -343,6 +355,12 @@ func (p *planner) victim(s *planSession, eligible func(*planSession) bool) *plan
 	if from == nil {
 		return nil
 	}
+	return p.victimOf(from)
+}
+
+// victimOf picks a worker of from that may move: one with nothing in hand
+// first, then by id.
+func (p *planner) victimOf(from *planSession) *planWorker {
 	var busy *planWorker
 	for _, w := range p.bySession[from.ID] {
 		if p.stillOn(w, from) {

@@ -99,6 +99,13 @@ func TestPlan(t *testing.T) {
 			want:     []Decision{bind("w1", "a")},
 		},
 		{
+			name:     "workers beyond a lowered max_workers are released, empty-handed first",
+			sessions: []SessionView{{ID: "a", Priority: 5, Ready: 100, Running: 20, MaxWorkers: 2}},
+			workers: []WorkerView{{ID: "w1", Bound: "a", Busy: true}, {ID: "w2", Bound: "a"},
+				{ID: "w3", Bound: "a", Busy: true}},
+			want: []Decision{unbind("w2", "a", ReasonMax)},
+		},
+		{
 			name: "a session below min_workers is served before a higher priority",
 			sessions: []SessionView{{ID: "high", Priority: 9, Ready: 100},
 				{ID: "low", Priority: 1, Ready: 100, MinWorkers: 2}},
