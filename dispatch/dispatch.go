@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
@@ -40,7 +39,10 @@ const DefaultBatchSize = 100
 type Options struct {
 	BatchSize    int           // default DefaultBatchSize
 	PlanInterval time.Duration // periodic re-plan; default 1s
-	Logger       *slog.Logger
+	// Preemption says how a worker taken from a preemptible session leaves
+	// it; default PreemptDrain.
+	Preemption Preemption
+	Logger     *slog.Logger
 
 	// CloseSession closes a session through the replicated log; the leader
 	// calls it for cleanup_on_client_exit. Nil turns that cleanup off.
@@ -67,6 +69,7 @@ type Dispatcher struct {
 	loopDone chan struct{}
 	wake     chan struct{}
 	exits    exitWatch
+	round    uint64 // planning rounds, for SessionView.LastServed
 }
 
 type clientKey struct {
@@ -91,6 +94,13 @@ type session struct {
 	streams     map[*Stream]struct{}
 	running     int
 	queued      int
+
+	// Scheduling (see Plan).
+	minWorkers  int32
+	preemptible bool
+	idleTimeout time.Duration
+	lastActive  time.Time // last plan that saw tasks ready or running
+	lastServed  uint64    // last planning round that bound a worker to it
 }
 
 // taskState: queued (stream == nil) or held by a stream's batch.
@@ -224,6 +234,8 @@ func (d *Dispatcher) sessionLocked(id string) *session {
 			maxInflight: fsm.DefaultMaxInflight,
 			tasks:       map[string]*taskState{},
 			streams:     map[*Stream]struct{}{},
+			idleTimeout: fsm.DefaultIdleTimeoutMs * time.Millisecond,
+			lastActive:  time.Now(),
 		}
 		d.sessions[id] = s
 	}
@@ -337,6 +349,11 @@ func (d *Dispatcher) SessionChanged(info fsm.SessionInfo) {
 func applyAttrs(s *session, info fsm.SessionInfo) {
 	s.priority = info.Attrs.Priority
 	s.maxWorkers = info.Attrs.MaxWorkers
+	s.minWorkers = info.Attrs.MinWorkers
+	s.preemptible = info.Attrs.Preemptible
+	if ms := info.Attrs.IdleTimeoutMs; ms > 0 {
+		s.idleTimeout = time.Duration(ms) * time.Millisecond
+	}
 	if n := int(info.Attrs.MaxInflightBatchesPerWorker); n > 0 {
 		s.maxInflight = n
 	}
@@ -355,69 +372,5 @@ func (d *Dispatcher) loop(ctx context.Context, done chan struct{}) {
 		case <-t.C:
 		}
 		d.plan()
-	}
-}
-
-// plan gathers views, decides with Plan, and sends the instructions.
-func (d *Dispatcher) plan() {
-	d.mu.Lock()
-	ids := make([]string, 0, len(d.sessions))
-	for id := range d.sessions {
-		ids = append(ids, id)
-	}
-	d.mu.Unlock()
-	sort.Strings(ids)
-	infos := make(map[string]fsm.SessionInfo, len(ids))
-	for _, id := range ids {
-		if info, ok := d.fsm.Session(id); ok {
-			infos[id] = info
-		}
-	}
-
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.active {
-		return
-	}
-	views := make([]SessionView, 0, len(d.sessions))
-	for _, id := range ids {
-		s := d.sessions[id]
-		if s == nil {
-			continue
-		}
-		info, ok := infos[id]
-		if ok {
-			applyAttrs(s, info)
-		}
-		if ok && !info.Closed && s.queued == 0 && s.running == 0 && len(s.streams) == 0 {
-			delete(d.sessions, id) // nothing to do; recreated by the next event
-			continue
-		}
-		views = append(views, SessionView{ID: id, Priority: s.priority, Ready: s.queued,
-			MaxWorkers: s.maxWorkers, Closed: !ok || info.Closed})
-	}
-	workers := make([]WorkerView, 0, len(d.workers))
-	for _, w := range d.workers {
-		busy := false
-		if w.stream != nil {
-			busy = len(w.stream.tasks) > 0
-		}
-		workers = append(workers, WorkerView{ID: w.id, Bound: w.bound, Busy: busy})
-	}
-	sort.Slice(workers, func(i, j int) bool { return workers[i].ID < workers[j].ID })
-	for _, dec := range Plan(views, workers) {
-		w := d.workers[dec.Worker]
-		switch dec.Action {
-		case Bind:
-			w.bound = dec.Session
-			w.send(&griddpb.Instruction{Type: griddpb.InstructionType_INSTRUCTION_TYPE_BIND, SessionId: dec.Session})
-		case Unbind:
-			w.bound = ""
-			if w.stream != nil {
-				w.stream.unbound = true
-				w.stream.signal()
-			}
-			w.send(&griddpb.Instruction{Type: griddpb.InstructionType_INSTRUCTION_TYPE_UNBIND, SessionId: dec.Session})
-		}
 	}
 }

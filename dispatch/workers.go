@@ -18,6 +18,14 @@ type Worker struct {
 	cancel        context.CancelFunc
 	bound         string  // session it was told to bind to
 	stream        *Stream // its open WorkerStream, if any
+
+	// From its periodic WorkerStatus reports (see WorkerReport).
+	boundAt     time.Time // when it was last told to bind
+	draining    bool      // shutting down: never bound again
+	state       griddpb.WorkerState
+	reported    string // the session it says it is bound to
+	concurrency int32
+	lastReport  time.Time
 }
 
 // Instructions delivers BIND and UNBIND for the worker's WorkerUpdate
@@ -124,8 +132,11 @@ func (d *Dispatcher) OpenStream(ctx context.Context, workerID, sessionID string)
 		batches: map[uint64]int{}, tasks: map[string]uint64{},
 	}
 	if w := d.workers[workerID]; w != nil {
-		if w.stream != nil {
-			w.stream.cancel() // one stream per worker
+		// One stream per worker, except that a stream drained away from
+		// another session (preempted or moved) finishes its batches while
+		// the new one starts.
+		if old := w.stream; old != nil && !(old.unbound && old.session.id != sessionID) {
+			old.cancel()
 		}
 		w.stream, w.bound, st.worker = st, sessionID, w
 	}
@@ -228,6 +239,10 @@ type WorkerSnapshot struct {
 	Running       int    // tasks it holds
 	Connected     time.Time
 	Registered    bool // on WorkerUpdate; false: pulls on WorkerStream only
+	// From its last WorkerStatus report (registered workers only).
+	State       griddpb.WorkerState
+	Concurrency int32
+	LastReport  time.Time
 }
 
 // Workers lists the workers connected to this leader, sorted by id: those
@@ -238,7 +253,8 @@ func (d *Dispatcher) Workers() []WorkerSnapshot {
 	out := make([]WorkerSnapshot, 0, len(d.workers))
 	seen := map[string]bool{}
 	for _, w := range d.workers {
-		ws := WorkerSnapshot{ID: w.id, Node: w.node, Pod: w.pod, Session: w.bound, Connected: w.connected, Registered: true}
+		ws := WorkerSnapshot{ID: w.id, Node: w.node, Pod: w.pod, Session: w.bound, Connected: w.connected, Registered: true,
+			State: w.state, Concurrency: w.concurrency, LastReport: w.lastReport}
 		if w.stream != nil {
 			ws.Running = len(w.stream.tasks)
 		}

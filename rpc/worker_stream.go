@@ -40,18 +40,21 @@ func (s *Server) WorkerUpdate(stream griddpb.Queue_WorkerUpdateServer) error {
 		return toStatus(err)
 	}
 	defer s.disp.UnregisterWorker(w)
+	s.disp.WorkerReport(w, first)
 	errc := make(chan error, 1)
 	go func() {
 		for {
-			// Status reports keep the stream alive; the leader tracks
-			// bindings itself, so their content is informational here.
-			if _, err := stream.Recv(); err != nil {
+			// The leader tracks bindings itself; reports tell it which
+			// workers are draining and which never received a BIND.
+			m, err := stream.Recv()
+			if err != nil {
 				if errors.Is(err, io.EOF) {
 					err = nil
 				}
 				errc <- err
 				return
 			}
+			s.disp.WorkerReport(w, m)
 		}
 	}()
 	for {

@@ -3,6 +3,8 @@ package server
 import (
 	"log/slog"
 	"time"
+
+	"github.com/gridd/gridd/dispatch"
 )
 
 // Config is everything a gridd node needs. cmd/gridd fills it from flags,
@@ -45,6 +47,12 @@ type Config struct {
 	// waits for its client to come back before the leader closes it;
 	// default 30s.
 	ClientExitGrace time.Duration
+
+	// Scheduler: how a worker leaves a preemptible session taken by a
+	// higher priority (default drain), and how often placement runs
+	// besides on events (default 1s).
+	Preemption        dispatch.Preemption
+	SchedulerInterval time.Duration
 
 	Logger *slog.Logger
 }

@@ -79,7 +79,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		lis.Close()
 		return nil, err
 	}
-	disp := dispatch.New(f, dispatch.Options{Logger: cfg.Logger, ClientExitGrace: cfg.ClientExitGrace,
+	disp := dispatch.New(f, dispatch.Options{Logger: cfg.Logger,
+		Preemption: cfg.Preemption, PlanInterval: cfg.SchedulerInterval, ClientExitGrace: cfg.ClientExitGrace,
 		CloseSession: func(ctx context.Context, id string) error { return closeSession(ctx, node, id) }})
 	rs := rpc.New(node, disp, rpc.Options{NodeID: cfg.ID, Logger: cfg.Logger,
 		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks}})

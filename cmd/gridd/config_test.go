@@ -63,6 +63,7 @@ func TestDefaults(t *testing.T) {
 		RaftAddr: "127.0.0.1:7337", MetricsAddr: "127.0.0.1:8080",
 		LogLevel: "info", LogFormat: "text",
 		MaxPayloadBytes: 4 << 20, MaxBatchTasks: 10_000, ClientExitGrace: 30 * time.Second,
+		Preemption: "drain", SchedulerInterval: time.Second,
 	}
 	if !reflect.DeepEqual(*o, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", *o, want)
@@ -190,6 +191,8 @@ func TestErrors(t *testing.T) {
 		{name: "advertise wildcard", args: []string{"--raft-addr", "0.0.0.0:7337", "--advertise-raft-addr", "0.0.0.0:7337"}, is: errInvalid, says: []string{"--advertise-raft-addr", "dialled"}},
 		{name: "join port 0", yaml: "join: 10.0.0.1:0\n", is: errInvalid, says: []string{`"join"`, "port"}},
 		{name: "join bad host", args: []string{"--join", "no pe:1"}, is: errInvalid, says: []string{"--join", "host name"}},
+		{name: "preemption mode", env: map[string]string{"GRIDD_PREEMPTION": "now"}, is: errInvalid, says: []string{"GRIDD_PREEMPTION", "drain, immediate"}},
+		{name: "scheduler interval", yaml: "scheduler-interval: 1ms\n", is: errInvalid, says: []string{`"scheduler-interval"`, "10ms"}},
 		{name: "log level", args: []string{"--log-level", "loud"}, is: errInvalid, says: []string{"debug, info, warn, error"}},
 		{name: "log format", env: map[string]string{"GRIDD_LOG_FORMAT": "xml"}, is: errInvalid, says: []string{"GRIDD_LOG_FORMAT", "text, json"}},
 		{name: "empty id", args: []string{"--id", ""}, is: errInvalid, says: []string{"--id"}},

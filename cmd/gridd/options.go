@@ -24,6 +24,8 @@ const (
 	defaultClientExitGrace = 30 * time.Second
 	defaultLogLevel        = "info"
 	defaultLogFormat       = "text"
+	defaultPreemption      = "drain"
+	defaultSchedInterval   = time.Second
 	envPrefix              = "GRIDD_"
 	configFlag             = "config"
 )
@@ -55,6 +57,9 @@ type options struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+
+	Preemption        string
+	SchedulerInterval time.Duration
 }
 
 // registerFlags defines every setting on fs. defaultID is the hostname:
@@ -86,6 +91,9 @@ func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
 	fs.Uint64Var(&o.SnapshotThreshold, "snapshot-threshold", 0, "log entries between snapshots (default: the server's, Raft's is 8192)")
 	fs.DurationVar(&o.SnapshotInterval, "snapshot-interval", 0, "how often to check whether a snapshot is due (default: the server's, Raft's is 2m)")
 	fs.Uint64Var(&o.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot for slow followers (default: the server's, Raft's is 10240)")
+
+	fs.StringVar(&o.Preemption, "preemption", defaultPreemption, "how a worker leaves a preemptible session taken by a higher priority: drain (after its current batches) or immediate (its tasks run again elsewhere)")
+	fs.DurationVar(&o.SchedulerInterval, "scheduler-interval", defaultSchedInterval, "how often worker placement runs besides on events; it is also the resolution of idle timeouts")
 }
 
 // envName is the environment variable that sets the flag name.

@@ -11,12 +11,21 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/gridd/gridd/dispatch"
 	"github.com/gridd/gridd/server"
 )
 
 // Raft refuses timeouts below 5ms (raft.ValidateConfig); checking here says
 // which setting to change before anything is opened.
 const minRaftTimeout = 5 * time.Millisecond
+
+// The scheduler runs on events anyway; the tick only catches idle timeouts
+// and lost instructions, so faster than 10ms only burns CPU and slower than
+// a minute makes idle timeouts meaningless.
+const (
+	minSchedInterval = 10 * time.Millisecond
+	maxSchedInterval = time.Minute
+)
 
 // maxPayloadBytes: a task payload travels in one protobuf message, and
 // protobuf cannot encode a message of 2 GiB or more.
@@ -52,6 +61,12 @@ func validate(o *options, origins map[string]origin) error {
 	}
 	if o.ClientExitGrace <= 0 {
 		return bad("client-exit-grace", "%s is not positive", o.ClientExitGrace)
+	}
+	if _, err := dispatch.ParsePreemption(o.Preemption); err != nil {
+		return bad("preemption", "%s", err)
+	}
+	if o.SchedulerInterval < minSchedInterval || o.SchedulerInterval > maxSchedInterval {
+		return bad("scheduler-interval", "%s is not between %s and %s", o.SchedulerInterval, minSchedInterval, maxSchedInterval)
 	}
 	return validateRaft(o, bad)
 }
@@ -219,6 +234,7 @@ func relName(d time.Duration, name, other string) string {
 
 // serverConfig turns checked options into what server.Start takes.
 func serverConfig(o *options, logger *slog.Logger) server.Config {
+	preemption, _ := dispatch.ParsePreemption(o.Preemption) // checked by validate
 	return server.Config{
 		ID:                 o.ID,
 		DataDir:            o.DataDir,
@@ -237,6 +253,8 @@ func serverConfig(o *options, logger *slog.Logger) server.Config {
 		MaxPayloadBytes:    int(o.MaxPayloadBytes),
 		MaxBatchTasks:      o.MaxBatchTasks,
 		ClientExitGrace:    o.ClientExitGrace,
+		Preemption:         preemption,
+		SchedulerInterval:  o.SchedulerInterval,
 		Logger:             logger,
 	}
 }

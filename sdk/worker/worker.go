@@ -243,7 +243,7 @@ func (w *worker) instructions(ctx context.Context, cc *grpc.ClientConn, st gridd
 		case griddpb.InstructionType_INSTRUCTION_TYPE_BIND:
 			w.bind(cc, in.GetSessionId())
 		case griddpb.InstructionType_INSTRUCTION_TYPE_UNBIND:
-			w.unbind(in.GetSessionId())
+			w.unbind(in.GetSessionId(), in.GetAbort())
 		default:
 			w.log.Warn("unknown instruction ignored", "type", in.GetType())
 		}
@@ -276,13 +276,19 @@ func (w *worker) startLocked(cc *grpc.ClientConn, session string) {
 	w.kickStatus()
 }
 
-func (w *worker) unbind(session string) {
+// unbind finishes the session's batches, or with abort (immediate
+// preemption: the server has already put the tasks back) stops them now.
+func (w *worker) unbind(session string, abort bool) {
 	w.mu.Lock()
 	b, ok := w.bindings[session]
 	w.mu.Unlock()
 	if ok {
-		w.log.Info("unbinding", "session", session)
-		b.halt(false)
+		w.log.Info("unbinding", "session", session, "abort", abort)
+		if abort {
+			b.abort()
+		} else {
+			b.halt(false)
+		}
 	}
 }
 
