@@ -3,6 +3,8 @@ package server
 import (
 	"log/slog"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // Config is everything a gridd node needs. cmd/gridd fills it from flags,
@@ -42,6 +44,12 @@ type Config struct {
 	MaxBatchTasks   int // per batch; default 10,000
 
 	Logger *slog.Logger
+
+	// GRPCServerOptions are appended to the node's own gRPC server options.
+	// Not a setting of cmd/gridd: tests use it to add interceptors, for
+	// example one that freezes the node's answers to simulate a paused
+	// process (internal/testcluster's Freeze).
+	GRPCServerOptions []grpc.ServerOption
 }
 
 // Defaults of a node started with no configuration: one node on loopback.
