@@ -2,8 +2,9 @@
 // kill -9 of the leader or of a random node, pause of the leader, network
 // partitions (iptables in the container's network namespace, entered with
 // nsenter, since the images are FROM scratch and have no shell or tools),
-// kill of every node at once, and removal of a follower from the Raft
-// configuration (through the Cluster API) until it is joined back. Each fault is held for a few seconds and
+// kill of every node at once, removal of a follower from the Raft
+// configuration (through the Cluster API) until it is joined back, and
+// kill -9 of a worker process in the middle of its tasks. Each fault is held for a few seconds and
 // then healed, on a schedule drawn from a seed so a run can be replayed.
 package nemesis
 
@@ -31,10 +32,12 @@ const (
 	PartitionRandom Kind = "partition-random" // a random node cut from the majority
 	KillAll         Kind = "kill-all"         // every node killed, then all started
 	RemoveNode      Kind = "remove-node"      // Cluster.Remove of a follower, then Cluster.Join back
+	KillWorker      Kind = "kill-worker"      // SIGKILL of a worker process holding tasks, then a new one
 )
 
 // AllKinds lists every fault, in a fixed order the schedule shuffles.
-var AllKinds = []Kind{KillLeader, KillRandom, PauseLeader, PartitionLeader, PartitionRandom, KillAll, RemoveNode}
+var AllKinds = []Kind{KillLeader, KillRandom, PauseLeader, PartitionLeader, PartitionRandom, KillAll, RemoveNode,
+	KillWorker}
 
 // ParseKinds parses a comma-separated list of fault names ("all" for every one).
 func ParseKinds(s string) ([]Kind, error) {
@@ -93,8 +96,8 @@ type Schedule struct {
 // NewSchedule returns the schedule for seed over kinds.
 func NewSchedule(seed uint64, kinds []Kind) *Schedule {
 	return &Schedule{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), kinds: kinds,
-		QuietMin: 3 * time.Second, QuietMax: 6 * time.Second,
-		HoldMin: 3 * time.Second, HoldMax: 8 * time.Second}
+		QuietMin: 2 * time.Second, QuietMax: 5 * time.Second,
+		HoldMin: 3 * time.Second, HoldMax: 7 * time.Second}
 }
 
 func (s *Schedule) between(lo, hi time.Duration) time.Duration {
@@ -128,6 +131,9 @@ type Docker struct {
 	// Membership changes the Raft configuration, for remove-node; nil
 	// makes that fault fail to inject.
 	Membership Membership
+	// Workers are the worker processes kill-worker kills; nil (or none)
+	// makes that fault fail to inject.
+	Workers Workers
 	Log        *slog.Logger
 
 	mu      sync.Mutex
@@ -188,6 +194,8 @@ func (d *Docker) Inject(ctx context.Context, st Step) (*Fault, error) {
 		return d.isolate(ctx, st.Kind, id)
 	case RemoveNode:
 		return d.removeNode(ctx, st)
+	case KillWorker:
+		return d.killWorker(ctx, st)
 	}
 	return nil, fmt.Errorf("nemesis: unknown fault %q", st.Kind)
 }
@@ -296,7 +304,64 @@ func (d *Docker) HealAll(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if d.Workers != nil {
+		for i := range d.Workers.Len() {
+			if err := d.Workers.Start(i); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// Workers are worker processes the nemesis can kill.
+type Workers interface {
+	Len() int
+	// Name names worker i in fault records.
+	Name(i int) string
+	// Busy is how many tasks worker i is running now.
+	Busy(i int) int
+	// Kill kills worker i at once (SIGKILL) and returns once it is gone.
+	Kill(ctx context.Context, i int) error
+	// Start starts worker i again; a running worker is left alone.
+	Start(i int) error
+}
+
+// busyWait bounds how long kill-worker waits for a worker holding tasks.
+const busyWait = 3 * time.Second
+
+// killWorker kills a worker process that is running tasks, so that they
+// are lost with it: the leader must requeue them (a lost attempt does not
+// count as a failed one) and the client still gets each result once. The
+// victim is the first busy worker from the seed's pick on; if none is busy
+// within busyWait, the picked one dies anyway. The heal starts a new
+// process in its place.
+func (d *Docker) killWorker(ctx context.Context, st Step) (*Fault, error) {
+	if d.Workers == nil || d.Workers.Len() == 0 {
+		return nil, errors.New("nemesis: kill-worker needs worker processes")
+	}
+	n := d.Workers.Len()
+	victim, busy := st.Pick%n, 0
+	deadline := time.Now().Add(busyWait)
+	for found := false; !found && time.Now().Before(deadline); {
+		for j := range n {
+			if i := (st.Pick + j) % n; d.Workers.Busy(i) > 0 {
+				victim, busy, found = i, d.Workers.Busy(i), true
+				break
+			}
+		}
+		if !found && !sleep(ctx, 20*time.Millisecond) {
+			return nil, ctx.Err()
+		}
+	}
+	name := d.Workers.Name(victim)
+	d.Log.Info("nemesis: killing a worker", "worker", name, "tasks_running", busy)
+	if err := d.Workers.Kill(ctx, victim); err != nil {
+		return nil, fmt.Errorf("nemesis: %w", err)
+	}
+	return &Fault{Kind: KillWorker, Nodes: []string{name}, Heal: func(context.Context) error {
+		return d.Workers.Start(victim)
+	}}, nil
 }
 
 // Event reports a fault's start (Healed false) or its heal.

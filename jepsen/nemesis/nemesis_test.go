@@ -308,3 +308,54 @@ func TestParseKinds(t *testing.T) {
 		t.Fatal("unknown fault accepted")
 	}
 }
+
+// fakeWorkers records kills and starts.
+type fakeWorkers struct {
+	mu     sync.Mutex
+	busy   []int
+	events []string
+}
+
+func (w *fakeWorkers) Len() int          { return len(w.busy) }
+func (w *fakeWorkers) Name(i int) string { return "w" + string(rune('0'+i)) }
+func (w *fakeWorkers) Busy(i int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.busy[i]
+}
+func (w *fakeWorkers) Kill(_ context.Context, i int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.events = append(w.events, "kill "+w.Name(i))
+	w.busy[i] = 0
+	return nil
+}
+func (w *fakeWorkers) Start(i int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.events = append(w.events, "start "+w.Name(i))
+	return nil
+}
+
+func TestKillWorkerPicksABusyOne(t *testing.T) {
+	d := newDocker(&fake{})
+	if flt, err := d.Inject(context.Background(), Step{Kind: KillWorker}); flt != nil || err == nil {
+		t.Fatalf("kill-worker without workers: %v, %v", flt, err)
+	}
+	w := &fakeWorkers{busy: []int{0, 0, 3}}
+	d.Workers = w
+	// The seed picks w1, which is idle: the next busy one dies instead.
+	flt, err := d.Inject(context.Background(), Step{Kind: KillWorker, Pick: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(flt.Nodes, []string{"w2"}) {
+		t.Fatalf("killed %v, want the busy w2", flt.Nodes)
+	}
+	if err := flt.Heal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"kill w2", "start w2"}; !reflect.DeepEqual(w.events, want) {
+		t.Fatalf("events %q, want %q", w.events, want)
+	}
+}

@@ -1,7 +1,7 @@
 // Command jepsen runs gridd's failure-injection suite: it brings up the
 // docker-compose cluster from empty volumes (or uses --target), runs queue
 // and session workloads through the Go SDK while a seeded nemesis kills,
-// pauses, partitions and removes (then re-adds) nodes, heals, drains, checks the recorded history
+// pauses, partitions and removes (then re-adds) nodes, kills worker processes, heals, drains, checks the recorded history
 // and writes jepsen/results/<timestamp>/. It prints PASS or FAIL and exits
 // 1 on FAIL.
 package main
@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -43,6 +44,7 @@ type config struct {
 	faults      string
 	clients     int
 	workers     int
+	workerProcs int
 	sessions    int
 	batch       int
 	interval    time.Duration
@@ -63,7 +65,8 @@ func main() {
 volumes, runs queue clients, SDK workers and session metadata clients against
 the host ports while a nemesis injects faults on a seeded schedule (kill -9 of
 the leader or a random node, pause of the leader, iptables partitions, kill
-of every node, Cluster.Remove of a follower and Cluster.Join back), then
+of every node, Cluster.Remove of a follower and Cluster.Join back, kill -9
+of a worker process running tasks), then
 heals, drains and checks:
   queue:    every acknowledged task has exactly one result or dead letter
             (lost = 0, duplicated = 0, unexpected = 0, poison tasks dead-lettered)
@@ -111,6 +114,7 @@ created at the end, also after a failure or Ctrl-C (unless --keep).`,
 	f.StringVar(&cfg.faults, "faults", "all", "comma-separated faults ("+kindsList()+"), all, or none")
 	f.IntVar(&cfg.clients, "clients", 6, "queue clients (one session each)")
 	f.IntVar(&cfg.workers, "workers", 3, "in-process SDK workers (4 task slots each)")
+	f.IntVar(&cfg.workerProcs, "worker-procs", 2, "SDK workers in processes of their own (4 task slots each), which kill-worker kills")
 	f.IntVar(&cfg.sessions, "session-clients", 4, "session metadata clients")
 	f.IntVar(&cfg.batch, "batch", 10, "tasks per submit")
 	f.DurationVar(&cfg.interval, "interval", 100*time.Millisecond, "time between one client's submits")
@@ -120,6 +124,7 @@ created at the end, also after a failure or Ctrl-C (unless --keep).`,
 	f.BoolVar(&cfg.keep, "keep", false, "leave the cluster running at the end")
 	f.StringVar(&cfg.plant, "plant", "", "self-test: plant a bug ("+strings.Join(plantKinds, ", ")+") in the recorded history before checking; the run must FAIL")
 	f.BoolVar(&cfg.verbose, "verbose", false, "log the SDK's debug messages")
+	cmd.AddCommand(workerCommand())
 	if err := cmd.Execute(); err != nil {
 		os.Exit(2)
 	}
@@ -142,6 +147,9 @@ type summary struct {
 	Operations  int                    `json:"operations"`
 	Faults      []faultRecord          `json:"faults"`
 	FaultCounts map[string]int         `json:"fault_counts"`
+	// Throughput is the outcomes delivered per second under each kind of
+	// fault, and under none.
+	Throughput map[string]rate `json:"throughput"`
 	Queue       checker.QueueResult    `json:"queue"`
 	Sessions    checker.SessionsResult `json:"sessions"`
 	Cluster     clusterResult          `json:"cluster"`
@@ -176,6 +184,13 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	}
 	if err != nil {
 		return false, err
+	}
+	if slices.Contains(kinds, nemesis.KillWorker) && cfg.workerProcs <= 0 {
+		return false, fmt.Errorf("--faults: kill-worker needs worker processes: --worker-procs is %d", cfg.workerProcs)
+	}
+	if cfg.workers < 0 || cfg.workerProcs < 0 || cfg.workers+cfg.workerProcs == 0 {
+		return false, fmt.Errorf("--workers %d, --worker-procs %d: need at least one worker and no negative count",
+			cfg.workers, cfg.workerProcs)
 	}
 	if cfg.plant != "" && !slices.Contains(plantKinds, cfg.plant) {
 		return false, fmt.Errorf("--plant %q: known: %v", cfg.plant, plantKinds)
@@ -251,6 +266,14 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	workers := runWorkers(wctx, addrs, cfg.workers, sdkLog)
 	defer func() { stopWorkers(); workers.Wait() }()
+	procs, err := newProcWorkers(cfg.workerProcs, addrs, log)
+	if err != nil {
+		return false, err
+	}
+	defer procs.Stop(10 * time.Second)
+	if err := procs.StartAll(); err != nil {
+		return false, err
+	}
 
 	var qcs []*queueClient
 	defer func() {
@@ -295,7 +318,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	var fmu sync.Mutex
 	d := &nemesis.Docker{Run: nemesis.Exec, Containers: containers, Order: order, Log: log,
 		Leader:     func(ctx context.Context) (string, error) { return leaderOf(ctx, addrs) },
-		Membership: membership{addrs: addrs}}
+		Membership: membership{addrs: addrs}, Workers: procs}
 	nctx, stopNemesis := context.WithTimeout(ctx, cfg.duration)
 	defer stopNemesis()
 	if len(kinds) > 0 {
@@ -353,6 +376,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	qcs = nil
 	stopWorkers()
 	workers.Wait()
+	procs.Stop(10 * time.Second)
 
 	if err := rec.Flush(); err != nil {
 		return false, err
@@ -383,7 +407,9 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	if err := sum.Sessions.Visualize(filepath.Join(dir, "sessions.html")); err != nil {
 		log.Warn("porcupine visualization", "err", err)
 	}
-	if err := writeTimeline(dir, timeline(ops, faults)); err != nil {
+	bs := timeline(ops, faults)
+	sum.Throughput = faultRates(bs, faults)
+	if err := writeTimeline(dir, bs); err != nil {
 		log.Warn("timeline", "err", err)
 	}
 	b, _ := json.MarshalIndent(sum, "", "  ")
@@ -438,6 +464,15 @@ func printSummary(s summary, dir string) {
 	fmt.Println()
 	fmt.Printf("seed %d, %s, %d operations recorded, results in %s\n", s.Seed, s.Duration, s.Operations, dir)
 	fmt.Printf("faults injected: %v\n", s.FaultCounts)
+	if len(s.Throughput) > 0 {
+		kinds := slices.Sorted(maps.Keys(s.Throughput))
+		fmt.Printf("outcomes/s under each fault (seconds with none):")
+		for _, k := range kinds {
+			r := s.Throughput[k]
+			fmt.Printf(" %s %.0f (%d of %d)", k, r.PerSecond, r.Stalled, r.Seconds)
+		}
+		fmt.Println()
+	}
 	if s.Planted != "" {
 		fmt.Printf("SELF-TEST: bug %q planted in the history\n", s.Planted)
 	}
