@@ -134,7 +134,7 @@ type Docker struct {
 	// Workers are the worker processes kill-worker kills; nil (or none)
 	// makes that fault fail to inject.
 	Workers Workers
-	Log        *slog.Logger
+	Log     *slog.Logger
 
 	mu      sync.Mutex
 	removed map[string]Member // removed by remove-node and not joined back yet

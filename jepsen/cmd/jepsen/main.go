@@ -147,12 +147,12 @@ type summary struct {
 	Operations  int                    `json:"operations"`
 	Faults      []faultRecord          `json:"faults"`
 	FaultCounts map[string]int         `json:"fault_counts"`
-	// Throughput is the outcomes delivered per second under each kind of
-	// fault, and under none.
-	Throughput map[string]rate `json:"throughput"`
 	Queue       checker.QueueResult    `json:"queue"`
 	Sessions    checker.SessionsResult `json:"sessions"`
 	Cluster     clusterResult          `json:"cluster"`
+	// Throughput is the outcomes delivered per second under each kind of
+	// fault, and under none.
+	Throughput map[string]rate `json:"throughput"`
 	// NotRejoined lists the nodes remove-node took out that could not be
 	// joined back, even by the final heal: the run fails.
 	NotRejoined []string `json:"not_rejoined,omitempty"`
