@@ -13,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,11 +35,14 @@ const (
 	KillAll         Kind = "kill-all"         // every node killed, then all started
 	RemoveNode      Kind = "remove-node"      // Cluster.Remove of a follower, then Cluster.Join back
 	KillWorker      Kind = "kill-worker"      // SIGKILL of a worker process holding tasks, then a new one
+	// A follower stopped and its raft.db damaged: it must refuse to start;
+	// the heal wipes its data dir and it rejoins from a snapshot.
+	CorruptFollower Kind = "corrupt-follower"
 )
 
 // AllKinds lists every fault, in a fixed order the schedule shuffles.
 var AllKinds = []Kind{KillLeader, KillRandom, PauseLeader, PartitionLeader, PartitionRandom, KillAll, RemoveNode,
-	KillWorker}
+	KillWorker, CorruptFollower}
 
 // ParseKinds parses a comma-separated list of fault names ("all" for every one).
 func ParseKinds(s string) ([]Kind, error) {
@@ -96,8 +101,8 @@ type Schedule struct {
 // NewSchedule returns the schedule for seed over kinds.
 func NewSchedule(seed uint64, kinds []Kind) *Schedule {
 	return &Schedule{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), kinds: kinds,
-		QuietMin: 2 * time.Second, QuietMax: 5 * time.Second,
-		HoldMin: 3 * time.Second, HoldMax: 7 * time.Second}
+		QuietMin: 2 * time.Second, QuietMax: 4 * time.Second,
+		HoldMin: 3 * time.Second, HoldMax: 6 * time.Second}
 }
 
 func (s *Schedule) between(lo, hi time.Duration) time.Duration {
@@ -134,10 +139,23 @@ type Docker struct {
 	// Workers are the worker processes kill-worker kills; nil (or none)
 	// makes that fault fail to inject.
 	Workers Workers
-	Log     *slog.Logger
+	// Wipeable are the nodes corrupt-follower may damage and wipe: those
+	// that join the cluster by themselves when their data dir is empty.
+	// A node that bootstraps when empty must not be among them: wiped, it
+	// would found a cluster of its own.
+	Wipeable []string
+	// DataDir is where the nodes' containers mount their data volume
+	// (default /data).
+	DataDir string
+	// RefuseWait bounds how long corrupt-follower waits for the damaged
+	// node to refuse to start (default 20 s).
+	RefuseWait time.Duration
+	Log        *slog.Logger
 
-	mu      sync.Mutex
-	removed map[string]Member // removed by remove-node and not joined back yet
+	mu       sync.Mutex
+	removed  map[string]Member // removed by remove-node and not joined back yet
+	damaged  map[string]string // node -> host data dir, damaged and not wiped yet
+	problems []string          // what the faults showed to be wrong
 }
 
 // Fault is an injected fault; Heal undoes it.
@@ -196,6 +214,8 @@ func (d *Docker) Inject(ctx context.Context, st Step) (*Fault, error) {
 		return d.removeNode(ctx, st)
 	case KillWorker:
 		return d.killWorker(ctx, st)
+	case CorruptFollower:
+		return d.corruptFollower(ctx, st)
 	}
 	return nil, fmt.Errorf("nemesis: unknown fault %q", st.Kind)
 }
@@ -279,8 +299,12 @@ func (d *Docker) isolate(ctx context.Context, k Kind, id string) (*Fault, error)
 // (Removed lists those it could not).
 func (d *Docker) HealAll(ctx context.Context) error {
 	var errs []error
+	damaged := d.damagedNodes()
 	for _, id := range d.Order {
 		c := d.Containers[id]
+		if _, ok := damaged[id]; ok {
+			continue // wiped and started below
+		}
 		if st, _ := d.inspect(ctx, c, "{{.State.Paused}}"); st == "true" {
 			if _, err := d.Run(ctx, "docker", "unpause", c); err != nil {
 				errs = append(errs, err)
@@ -301,6 +325,11 @@ func (d *Docker) HealAll(ctx context.Context) error {
 	}
 	for _, m := range d.Removed() {
 		if err := d.rejoin(ctx, m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for id, dir := range d.damagedNodes() {
+		if err := d.wipe(ctx, id, dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -547,4 +576,126 @@ func (d *Docker) rejoin(ctx context.Context, m Member) error {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+const defaultRefuseWait = 20 * time.Second
+
+// corruptFollower stops a follower (one of Wipeable), overwrites the first
+// pages of its raft.db (bbolt's meta pages) with random bytes and starts
+// it: it must refuse to start, with an error naming the file, rather than
+// serve a damaged log. If it starts anyway, that is a problem (Problems)
+// and the run fails. The heal stops it, wipes its data dir and starts it:
+// it joins the cluster again and catches up from the leader (a snapshot,
+// then the log). Only a minority loses its copy, so nothing committed is
+// lost.
+func (d *Docker) corruptFollower(ctx context.Context, st Step) (*Fault, error) {
+	if len(d.damagedNodes()) > 0 {
+		return nil, errors.New("nemesis: corrupt-follower: a damaged node is not wiped yet")
+	}
+	leader, err := d.Leader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("nemesis: find the leader: %w", err)
+	}
+	var cands []string
+	for _, id := range d.Order {
+		if id != leader && slices.Contains(d.Wipeable, id) {
+			cands = append(cands, id)
+		}
+	}
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("nemesis: corrupt-follower: no follower among the wipeable nodes %v (leader %s)",
+			d.Wipeable, leader)
+	}
+	id := cands[st.Pick%len(cands)]
+	c := d.Containers[id]
+	dataDir := d.DataDir
+	if dataDir == "" {
+		dataDir = "/data"
+	}
+	dir, err := d.inspect(ctx, c,
+		`{{range .Mounts}}{{if eq .Destination "`+dataDir+`"}}{{.Source}}{{end}}{{end}}`)
+	if err != nil || dir == "" {
+		return nil, fmt.Errorf("nemesis: corrupt-follower: host directory of %s:%s: %q: %w", c, dataDir, dir, err)
+	}
+	if _, err := d.Run(ctx, "docker", "stop", "-t", "10", c); err != nil {
+		return nil, fmt.Errorf("nemesis: stop %s: %w", id, err)
+	}
+	d.mu.Lock()
+	if d.damaged == nil {
+		d.damaged = map[string]string{}
+	}
+	d.damaged[id] = dir
+	d.mu.Unlock()
+	f := &Fault{Kind: CorruptFollower, Nodes: []string{id},
+		Heal: func(ctx context.Context) error { return d.wipe(ctx, id, dir) }}
+	db := dir + "/raft.db"
+	if _, err := d.Run(ctx, "dd", "if=/dev/urandom", "of="+db, "bs=4096", "count=2", "conv=notrunc"); err != nil {
+		return f, fmt.Errorf("nemesis: damage %s: %w", db, err)
+	}
+	if _, err := d.Run(ctx, "docker", "start", c); err != nil {
+		return f, fmt.Errorf("nemesis: start %s: %w", id, err)
+	}
+	if err := d.waitRefusal(ctx, id); err != nil {
+		d.mu.Lock()
+		d.problems = append(d.problems, err.Error())
+		d.mu.Unlock()
+		return f, err
+	}
+	return f, nil
+}
+
+// waitRefusal waits until the node's log shows it refused its damaged
+// raft.db.
+func (d *Docker) waitRefusal(ctx context.Context, id string) error {
+	wait := d.RefuseWait
+	if wait <= 0 {
+		wait = defaultRefuseWait
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		out, _ := d.Run(ctx, "docker", "logs", "--tail", "20", d.Containers[id])
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "raft.db") && strings.Contains(line, "corrupt") {
+				d.Log.Info("nemesis: damaged node refused to start", "node", id, "log", strings.TrimSpace(line))
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || !sleep(ctx, 200*time.Millisecond) {
+			return fmt.Errorf("nemesis: %s started from a damaged raft.db without the error naming it "+
+				"(no \"raft.db ... corrupt\" line in its log within %s)", id, wait)
+		}
+	}
+}
+
+// wipe stops a damaged node, empties its data dir and starts it again.
+func (d *Docker) wipe(ctx context.Context, id, dir string) error {
+	c := d.Containers[id]
+	// Stop the restart loop of the refusing node first.
+	if _, err := d.Run(ctx, "docker", "stop", "-t", "10", c); err != nil {
+		return fmt.Errorf("nemesis: stop %s: %w", id, err)
+	}
+	if _, err := d.Run(ctx, "find", dir, "-mindepth", "1", "-delete"); err != nil {
+		return fmt.Errorf("nemesis: wipe %s: %w", dir, err)
+	}
+	if _, err := d.Run(ctx, "docker", "start", c); err != nil {
+		return fmt.Errorf("nemesis: start %s: %w", id, err)
+	}
+	d.mu.Lock()
+	delete(d.damaged, id)
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Docker) damagedNodes() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.damaged)
+}
+
+// Problems lists what faults showed to be wrong with the cluster (a node
+// that started from a damaged raft.db): each fails the run.
+func (d *Docker) Problems() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.problems)
 }

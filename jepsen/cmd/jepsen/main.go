@@ -41,6 +41,7 @@ type config struct {
 	project     string
 	composeBin  string
 	containers  string
+	wipeable    string
 	faults      string
 	clients     int
 	workers     int
@@ -66,13 +67,14 @@ volumes, runs queue clients, SDK workers and session metadata clients against
 the host ports while a nemesis injects faults on a seeded schedule (kill -9 of
 the leader or a random node, pause of the leader, iptables partitions, kill
 of every node, Cluster.Remove of a follower and Cluster.Join back, kill -9
-of a worker process running tasks), then
+of a worker process running tasks, a follower's raft.db damaged then wiped), then
 heals, drains and checks:
   queue:    every acknowledged task has exactly one result or dead letter
             (lost = 0, duplicated = 0, unexpected = 0, poison tasks dead-lettered)
   sessions: create/update/get/close linearizable per session (porcupine)
   cluster:  one leader, every node at the same applied index at the end
-  nemesis:  every node a remove-node took out was joined back
+  nemesis:  every node a remove-node took out was joined back; a node whose
+            raft.db was damaged refused to start, naming the file
 Results go to jepsen/results/<timestamp>/. Exit status 1 on FAIL.
 
 Without --target it refuses to start when the cluster's containers already
@@ -111,6 +113,7 @@ created at the end, also after a failure or Ctrl-C (unless --keep).`,
 	f.StringVar(&cfg.project, "project", "gridd-jepsen", "compose project name for the cluster the harness starts")
 	f.StringVar(&cfg.composeBin, "compose", "", `compose command: "docker-compose" or "docker" (compose plugin); default: whichever exists`)
 	f.StringVar(&cfg.containers, "containers", "n1=gridd-n1,n2=gridd-n2,n3=gridd-n3", "node id=container name, for the nemesis")
+	f.StringVar(&cfg.wipeable, "wipeable", "n2,n3", "nodes corrupt-follower may damage and wipe: those that join by themselves when empty (never the one that bootstraps)")
 	f.StringVar(&cfg.faults, "faults", "all", "comma-separated faults ("+kindsList()+"), all, or none")
 	f.IntVar(&cfg.clients, "clients", 6, "queue clients (one session each)")
 	f.IntVar(&cfg.workers, "workers", 3, "in-process SDK workers (4 task slots each)")
@@ -156,8 +159,11 @@ type summary struct {
 	// NotRejoined lists the nodes remove-node took out that could not be
 	// joined back, even by the final heal: the run fails.
 	NotRejoined []string `json:"not_rejoined,omitempty"`
-	Planted     string   `json:"planted,omitempty"`
-	Valid       bool     `json:"valid"`
+	// Problems are what faults showed to be wrong (a node that started
+	// from a damaged raft.db): the run fails.
+	Problems []string `json:"problems,omitempty"`
+	Planted  string   `json:"planted,omitempty"`
+	Valid    bool     `json:"valid"`
 }
 
 type faultRecord struct {
@@ -198,6 +204,19 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	containers, order, err := parseContainers(cfg.containers)
 	if err != nil {
 		return false, err
+	}
+	var wipeable []string
+	for _, id := range strings.Split(cfg.wipeable, ",") {
+		if id = strings.TrimSpace(id); id == "" {
+			continue
+		}
+		if _, ok := containers[id]; !ok {
+			return false, fmt.Errorf("--wipeable: %q is not one of the nodes %v (--containers)", id, order)
+		}
+		wipeable = append(wipeable, id)
+	}
+	if slices.Contains(kinds, nemesis.CorruptFollower) && len(wipeable) == 0 {
+		return false, errors.New("--faults: corrupt-follower needs a node it may wipe: --wipeable is empty")
 	}
 
 	// The cluster: ours (started here, removed at the end) or the user's.
@@ -318,7 +337,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	var fmu sync.Mutex
 	d := &nemesis.Docker{Run: nemesis.Exec, Containers: containers, Order: order, Log: log,
 		Leader:     func(ctx context.Context) (string, error) { return leaderOf(ctx, addrs) },
-		Membership: membership{addrs: addrs}, Workers: procs}
+		Membership: membership{addrs: addrs}, Workers: procs, Wipeable: wipeable}
 	nctx, stopNemesis := context.WithTimeout(ctx, cfg.duration)
 	defer stopNemesis()
 	if len(kinds) > 0 {
@@ -390,7 +409,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	}
 	sum := summary{Seed: cfg.seed, Start: start, Duration: time.Since(start).Round(time.Second).String(),
 		Target: addrs, Operations: len(ops), Faults: faults, FaultCounts: map[string]int{}, Planted: cfg.plant,
-		NotRejoined: notRejoined}
+		NotRejoined: notRejoined, Problems: d.Problems()}
 	// Every scheduled kind is listed, so a kind never injected shows as 0.
 	for _, k := range kinds {
 		sum.FaultCounts[string(k)] = 0
@@ -403,7 +422,8 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	sum.Queue = checker.Queue(ops)
 	sum.Sessions = checker.Sessions(ops, 2*time.Minute)
 	sum.Cluster = cluster
-	sum.Valid = sum.Queue.Valid && sum.Sessions.Valid && sum.Cluster.Valid && len(sum.NotRejoined) == 0
+	sum.Valid = sum.Queue.Valid && sum.Sessions.Valid && sum.Cluster.Valid && len(sum.NotRejoined) == 0 &&
+		len(sum.Problems) == 0
 	if err := sum.Sessions.Visualize(filepath.Join(dir, "sessions.html")); err != nil {
 		log.Warn("porcupine visualization", "err", err)
 	}
@@ -490,6 +510,9 @@ func printSummary(s summary, dir string) {
 	fmt.Printf("cluster   %s  %s\n", verdict(c.Valid), c.Detail)
 	if len(s.NotRejoined) > 0 {
 		fmt.Printf("nemesis   FAIL  removed and never joined back: %v\n", s.NotRejoined)
+	}
+	for _, p := range s.Problems {
+		fmt.Printf("nemesis   FAIL  %s\n", p)
 	}
 	fmt.Printf("\n%s\n", verdict(s.Valid))
 }
