@@ -127,6 +127,10 @@ func TestPausedLeaderClientMovesOn(t *testing.T) {
 	if st.Reconnects == 0 {
 		t.Error("the session never reconnected: the freeze did not hit its leader")
 	}
+	if err := cl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoLeaks(t) // the watches ended with their streams
 }
 
 // A leader that stops answering for a while but keeps its office (no other
