@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/gridd/gridd/dispatch"
+
+	"google.golang.org/grpc"
 )
 
 // Config is everything a gridd node needs. cmd/gridd fills it from flags,
@@ -55,6 +57,12 @@ type Config struct {
 	SchedulerInterval time.Duration
 
 	Logger *slog.Logger
+
+	// GRPCServerOptions are appended to the node's own gRPC server options.
+	// Not a setting of cmd/gridd: tests use it to add interceptors, for
+	// example one that freezes the node's answers to simulate a paused
+	// process (internal/testcluster's Freeze).
+	GRPCServerOptions []grpc.ServerOption
 }
 
 // Defaults of a node started with no configuration: one node on loopback.

@@ -84,13 +84,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		CloseSession: func(ctx context.Context, id string) error { return closeSession(ctx, node, id) }})
 	rs := rpc.New(node, disp, rpc.Options{NodeID: cfg.ID, Logger: cfg.Logger,
 		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks}})
-	g := grpc.NewServer(
+	g := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize),
 		// Dead clients and workers are noticed within seconds, so their
 		// tasks are redispatched and their streams released.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
-	)
+	}, cfg.GRPCServerOptions...)...)
 	rs.Register(g)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)

@@ -19,8 +19,9 @@ import (
 
 // Node is one member of a test cluster.
 type Node struct {
-	Cfg server.Config
-	Srv *server.Server // nil while killed
+	Cfg  server.Config
+	Srv  *server.Server // nil while killed
+	gate *gate          // see Freeze
 }
 
 // Cluster is a set of nodes started by Start.
@@ -77,7 +78,9 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 		if opts.Configure != nil {
 			opts.Configure(i, &cfg)
 		}
-		node := &Node{Cfg: cfg}
+		g := &gate{}
+		cfg.GRPCServerOptions = append(cfg.GRPCServerOptions, g.options()...)
+		node := &Node{Cfg: cfg, gate: g}
 		c.Nodes = append(c.Nodes, node)
 		c.start(i)
 		if i == 0 {
@@ -86,6 +89,11 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 		}
 	}
 	t.Cleanup(c.KillAll)
+	t.Cleanup(func() {
+		for _, n := range c.Nodes {
+			n.gate.thaw()
+		}
+	})
 	c.WaitMembers(n)
 	return c
 }

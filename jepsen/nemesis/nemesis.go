@@ -2,8 +2,9 @@
 // kill -9 of the leader or of a random node, pause of the leader, network
 // partitions (iptables in the container's network namespace, entered with
 // nsenter, since the images are FROM scratch and have no shell or tools),
-// kill of every node at once, and removal of a follower from the Raft
-// configuration (through the Cluster API) until it is joined back. Each fault is held for a few seconds and
+// kill of every node at once, removal of a follower from the Raft
+// configuration (through the Cluster API) until it is joined back, and
+// kill -9 of a worker process in the middle of its tasks. Each fault is held for a few seconds and
 // then healed, on a schedule drawn from a seed so a run can be replayed.
 package nemesis
 
@@ -12,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,10 +34,15 @@ const (
 	PartitionRandom Kind = "partition-random" // a random node cut from the majority
 	KillAll         Kind = "kill-all"         // every node killed, then all started
 	RemoveNode      Kind = "remove-node"      // Cluster.Remove of a follower, then Cluster.Join back
+	KillWorker      Kind = "kill-worker"      // SIGKILL of a worker process holding tasks, then a new one
+	// A follower stopped and its raft.db damaged: it must refuse to start;
+	// the heal wipes its data dir and it rejoins from a snapshot.
+	CorruptFollower Kind = "corrupt-follower"
 )
 
 // AllKinds lists every fault, in a fixed order the schedule shuffles.
-var AllKinds = []Kind{KillLeader, KillRandom, PauseLeader, PartitionLeader, PartitionRandom, KillAll, RemoveNode}
+var AllKinds = []Kind{KillLeader, KillRandom, PauseLeader, PartitionLeader, PartitionRandom, KillAll, RemoveNode,
+	KillWorker, CorruptFollower}
 
 // ParseKinds parses a comma-separated list of fault names ("all" for every one).
 func ParseKinds(s string) ([]Kind, error) {
@@ -93,8 +101,8 @@ type Schedule struct {
 // NewSchedule returns the schedule for seed over kinds.
 func NewSchedule(seed uint64, kinds []Kind) *Schedule {
 	return &Schedule{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), kinds: kinds,
-		QuietMin: 3 * time.Second, QuietMax: 6 * time.Second,
-		HoldMin: 3 * time.Second, HoldMax: 8 * time.Second}
+		QuietMin: 2 * time.Second, QuietMax: 4 * time.Second,
+		HoldMin: 3 * time.Second, HoldMax: 6 * time.Second}
 }
 
 func (s *Schedule) between(lo, hi time.Duration) time.Duration {
@@ -128,10 +136,26 @@ type Docker struct {
 	// Membership changes the Raft configuration, for remove-node; nil
 	// makes that fault fail to inject.
 	Membership Membership
+	// Workers are the worker processes kill-worker kills; nil (or none)
+	// makes that fault fail to inject.
+	Workers Workers
+	// Wipeable are the nodes corrupt-follower may damage and wipe: those
+	// that join the cluster by themselves when their data dir is empty.
+	// A node that bootstraps when empty must not be among them: wiped, it
+	// would found a cluster of its own.
+	Wipeable []string
+	// DataDir is where the nodes' containers mount their data volume
+	// (default /data).
+	DataDir string
+	// RefuseWait bounds how long corrupt-follower waits for the damaged
+	// node to refuse to start (default 20 s).
+	RefuseWait time.Duration
 	Log        *slog.Logger
 
-	mu      sync.Mutex
-	removed map[string]Member // removed by remove-node and not joined back yet
+	mu       sync.Mutex
+	removed  map[string]Member // removed by remove-node and not joined back yet
+	damaged  map[string]string // node -> host data dir, damaged and not wiped yet
+	problems []string          // what the faults showed to be wrong
 }
 
 // Fault is an injected fault; Heal undoes it.
@@ -188,6 +212,10 @@ func (d *Docker) Inject(ctx context.Context, st Step) (*Fault, error) {
 		return d.isolate(ctx, st.Kind, id)
 	case RemoveNode:
 		return d.removeNode(ctx, st)
+	case KillWorker:
+		return d.killWorker(ctx, st)
+	case CorruptFollower:
+		return d.corruptFollower(ctx, st)
 	}
 	return nil, fmt.Errorf("nemesis: unknown fault %q", st.Kind)
 }
@@ -271,8 +299,12 @@ func (d *Docker) isolate(ctx context.Context, k Kind, id string) (*Fault, error)
 // (Removed lists those it could not).
 func (d *Docker) HealAll(ctx context.Context) error {
 	var errs []error
+	damaged := d.damagedNodes()
 	for _, id := range d.Order {
 		c := d.Containers[id]
+		if _, ok := damaged[id]; ok {
+			continue // wiped and started below
+		}
 		if st, _ := d.inspect(ctx, c, "{{.State.Paused}}"); st == "true" {
 			if _, err := d.Run(ctx, "docker", "unpause", c); err != nil {
 				errs = append(errs, err)
@@ -296,7 +328,69 @@ func (d *Docker) HealAll(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	for id, dir := range d.damagedNodes() {
+		if err := d.wipe(ctx, id, dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.Workers != nil {
+		for i := range d.Workers.Len() {
+			if err := d.Workers.Start(i); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// Workers are worker processes the nemesis can kill.
+type Workers interface {
+	Len() int
+	// Name names worker i in fault records.
+	Name(i int) string
+	// Busy is how many tasks worker i is running now.
+	Busy(i int) int
+	// Kill kills worker i at once (SIGKILL) and returns once it is gone.
+	Kill(ctx context.Context, i int) error
+	// Start starts worker i again; a running worker is left alone.
+	Start(i int) error
+}
+
+// busyWait bounds how long kill-worker waits for a worker holding tasks.
+const busyWait = 3 * time.Second
+
+// killWorker kills a worker process that is running tasks, so that they
+// are lost with it: the leader must requeue them (a lost attempt does not
+// count as a failed one) and the client still gets each result once. The
+// victim is the first busy worker from the seed's pick on; if none is busy
+// within busyWait, the picked one dies anyway. The heal starts a new
+// process in its place.
+func (d *Docker) killWorker(ctx context.Context, st Step) (*Fault, error) {
+	if d.Workers == nil || d.Workers.Len() == 0 {
+		return nil, errors.New("nemesis: kill-worker needs worker processes")
+	}
+	n := d.Workers.Len()
+	victim, busy := st.Pick%n, 0
+	deadline := time.Now().Add(busyWait)
+	for found := false; !found && time.Now().Before(deadline); {
+		for j := range n {
+			if i := (st.Pick + j) % n; d.Workers.Busy(i) > 0 {
+				victim, busy, found = i, d.Workers.Busy(i), true
+				break
+			}
+		}
+		if !found && !sleep(ctx, 20*time.Millisecond) {
+			return nil, ctx.Err()
+		}
+	}
+	name := d.Workers.Name(victim)
+	d.Log.Info("nemesis: killing a worker", "worker", name, "tasks_running", busy)
+	if err := d.Workers.Kill(ctx, victim); err != nil {
+		return nil, fmt.Errorf("nemesis: %w", err)
+	}
+	return &Fault{Kind: KillWorker, Nodes: []string{name}, Heal: func(context.Context) error {
+		return d.Workers.Start(victim)
+	}}, nil
 }
 
 // Event reports a fault's start (Healed false) or its heal.
@@ -482,4 +576,126 @@ func (d *Docker) rejoin(ctx context.Context, m Member) error {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+const defaultRefuseWait = 20 * time.Second
+
+// corruptFollower stops a follower (one of Wipeable), overwrites the first
+// pages of its raft.db (bbolt's meta pages) with random bytes and starts
+// it: it must refuse to start, with an error naming the file, rather than
+// serve a damaged log. If it starts anyway, that is a problem (Problems)
+// and the run fails. The heal stops it, wipes its data dir and starts it:
+// it joins the cluster again and catches up from the leader (a snapshot,
+// then the log). Only a minority loses its copy, so nothing committed is
+// lost.
+func (d *Docker) corruptFollower(ctx context.Context, st Step) (*Fault, error) {
+	if len(d.damagedNodes()) > 0 {
+		return nil, errors.New("nemesis: corrupt-follower: a damaged node is not wiped yet")
+	}
+	leader, err := d.Leader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("nemesis: find the leader: %w", err)
+	}
+	var cands []string
+	for _, id := range d.Order {
+		if id != leader && slices.Contains(d.Wipeable, id) {
+			cands = append(cands, id)
+		}
+	}
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("nemesis: corrupt-follower: no follower among the wipeable nodes %v (leader %s)",
+			d.Wipeable, leader)
+	}
+	id := cands[st.Pick%len(cands)]
+	c := d.Containers[id]
+	dataDir := d.DataDir
+	if dataDir == "" {
+		dataDir = "/data"
+	}
+	dir, err := d.inspect(ctx, c,
+		`{{range .Mounts}}{{if eq .Destination "`+dataDir+`"}}{{.Source}}{{end}}{{end}}`)
+	if err != nil || dir == "" {
+		return nil, fmt.Errorf("nemesis: corrupt-follower: host directory of %s:%s: %q: %w", c, dataDir, dir, err)
+	}
+	if _, err := d.Run(ctx, "docker", "stop", "-t", "10", c); err != nil {
+		return nil, fmt.Errorf("nemesis: stop %s: %w", id, err)
+	}
+	d.mu.Lock()
+	if d.damaged == nil {
+		d.damaged = map[string]string{}
+	}
+	d.damaged[id] = dir
+	d.mu.Unlock()
+	f := &Fault{Kind: CorruptFollower, Nodes: []string{id},
+		Heal: func(ctx context.Context) error { return d.wipe(ctx, id, dir) }}
+	db := dir + "/raft.db"
+	if _, err := d.Run(ctx, "dd", "if=/dev/urandom", "of="+db, "bs=4096", "count=2", "conv=notrunc"); err != nil {
+		return f, fmt.Errorf("nemesis: damage %s: %w", db, err)
+	}
+	if _, err := d.Run(ctx, "docker", "start", c); err != nil {
+		return f, fmt.Errorf("nemesis: start %s: %w", id, err)
+	}
+	if err := d.waitRefusal(ctx, id); err != nil {
+		d.mu.Lock()
+		d.problems = append(d.problems, err.Error())
+		d.mu.Unlock()
+		return f, err
+	}
+	return f, nil
+}
+
+// waitRefusal waits until the node's log shows it refused its damaged
+// raft.db.
+func (d *Docker) waitRefusal(ctx context.Context, id string) error {
+	wait := d.RefuseWait
+	if wait <= 0 {
+		wait = defaultRefuseWait
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		out, _ := d.Run(ctx, "docker", "logs", "--tail", "20", d.Containers[id])
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "raft.db") && strings.Contains(line, "corrupt") {
+				d.Log.Info("nemesis: damaged node refused to start", "node", id, "log", strings.TrimSpace(line))
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || !sleep(ctx, 200*time.Millisecond) {
+			return fmt.Errorf("nemesis: %s started from a damaged raft.db without the error naming it "+
+				"(no \"raft.db ... corrupt\" line in its log within %s)", id, wait)
+		}
+	}
+}
+
+// wipe stops a damaged node, empties its data dir and starts it again.
+func (d *Docker) wipe(ctx context.Context, id, dir string) error {
+	c := d.Containers[id]
+	// Stop the restart loop of the refusing node first.
+	if _, err := d.Run(ctx, "docker", "stop", "-t", "10", c); err != nil {
+		return fmt.Errorf("nemesis: stop %s: %w", id, err)
+	}
+	if _, err := d.Run(ctx, "find", dir, "-mindepth", "1", "-delete"); err != nil {
+		return fmt.Errorf("nemesis: wipe %s: %w", dir, err)
+	}
+	if _, err := d.Run(ctx, "docker", "start", c); err != nil {
+		return fmt.Errorf("nemesis: start %s: %w", id, err)
+	}
+	d.mu.Lock()
+	delete(d.damaged, id)
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Docker) damagedNodes() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.damaged)
+}
+
+// Problems lists what faults showed to be wrong with the cluster (a node
+// that started from a damaged raft.db): each fails the run.
+func (d *Docker) Problems() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.problems)
 }

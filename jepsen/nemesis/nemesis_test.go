@@ -17,6 +17,7 @@ import (
 type fake struct {
 	mu   sync.Mutex
 	cmds []string
+	logs string // what docker logs prints
 }
 
 func (f *fake) run(_ context.Context, name string, args ...string) (string, error) {
@@ -31,11 +32,16 @@ func (f *fake) run(_ context.Context, name string, args ...string) (string, erro
 			return "true\n", nil
 		case "{{.State.Paused}}":
 			return "false\n", nil
+		case `{{range .Mounts}}{{if eq .Destination "/data"}}{{.Source}}{{end}}{{end}}`:
+			return "/vol/" + args[3] + "\n", nil
 		default: // the address
 			return "10.0.0." + args[3][len(args[3])-1:] + " \n", nil
 		}
 	}
 	f.cmds = append(f.cmds, cmd)
+	if len(args) > 0 && args[0] == "logs" {
+		return f.logs, nil
+	}
 	return "", nil
 }
 
@@ -306,5 +312,111 @@ func TestParseKinds(t *testing.T) {
 	}
 	if _, err := ParseKinds("kill-leader,nope"); err == nil {
 		t.Fatal("unknown fault accepted")
+	}
+}
+
+// fakeWorkers records kills and starts.
+type fakeWorkers struct {
+	mu     sync.Mutex
+	busy   []int
+	events []string
+}
+
+func (w *fakeWorkers) Len() int          { return len(w.busy) }
+func (w *fakeWorkers) Name(i int) string { return "w" + string(rune('0'+i)) }
+func (w *fakeWorkers) Busy(i int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.busy[i]
+}
+func (w *fakeWorkers) Kill(_ context.Context, i int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.events = append(w.events, "kill "+w.Name(i))
+	w.busy[i] = 0
+	return nil
+}
+func (w *fakeWorkers) Start(i int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.events = append(w.events, "start "+w.Name(i))
+	return nil
+}
+
+func TestKillWorkerPicksABusyOne(t *testing.T) {
+	d := newDocker(&fake{})
+	if flt, err := d.Inject(context.Background(), Step{Kind: KillWorker}); flt != nil || err == nil {
+		t.Fatalf("kill-worker without workers: %v, %v", flt, err)
+	}
+	w := &fakeWorkers{busy: []int{0, 0, 3}}
+	d.Workers = w
+	// The seed picks w1, which is idle: the next busy one dies instead.
+	flt, err := d.Inject(context.Background(), Step{Kind: KillWorker, Pick: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(flt.Nodes, []string{"w2"}) {
+		t.Fatalf("killed %v, want the busy w2", flt.Nodes)
+	}
+	if err := flt.Heal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"kill w2", "start w2"}; !reflect.DeepEqual(w.events, want) {
+		t.Fatalf("events %q, want %q", w.events, want)
+	}
+}
+
+func TestCorruptFollower(t *testing.T) {
+	f := &fake{logs: "gridd: cluster: /data/raft.db is corrupt: invalid meta page\n"}
+	d := newDocker(f)
+	if flt, err := d.Inject(context.Background(), Step{Kind: CorruptFollower}); flt != nil || err == nil {
+		t.Fatalf("corrupt-follower without wipeable nodes: %v, %v", flt, err)
+	}
+	// n2 leads and n1 bootstraps when empty: n3 is the only candidate.
+	d.Wipeable = []string{"n2", "n3"}
+	flt, err := d.Inject(context.Background(), Step{Kind: CorruptFollower, Pick: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"docker stop -t 10 gridd-n3",
+		"dd if=/dev/urandom of=/vol/gridd-n3/raft.db bs=4096 count=2 conv=notrunc",
+		"docker start gridd-n3", "docker logs --tail 20 gridd-n3"}
+	if !reflect.DeepEqual(flt.Nodes, []string{"n3"}) || !reflect.DeepEqual(f.cmds, want) {
+		t.Fatalf("inject ran %q on %v, want %q on n3", f.cmds, flt.Nodes, want)
+	}
+	if flt, err := d.Inject(context.Background(), Step{Kind: CorruptFollower}); flt != nil || err == nil {
+		t.Fatalf("a second corrupt-follower before the wipe: %v, %v", flt, err)
+	}
+	f.cmds = nil
+	if err := flt.Heal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"docker stop -t 10 gridd-n3", "find /vol/gridd-n3 -mindepth 1 -delete", "docker start gridd-n3"}
+	if !reflect.DeepEqual(f.cmds, want) {
+		t.Fatalf("heal ran %q, want %q", f.cmds, want)
+	}
+	if p := d.Problems(); len(p) != 0 {
+		t.Fatalf("problems %v after a proper refusal", p)
+	}
+}
+
+// A node that starts from a damaged raft.db is a problem that fails the
+// run.
+func TestCorruptFollowerThatStartsIsAProblem(t *testing.T) {
+	f := &fake{logs: "gridd node started\n"}
+	d := newDocker(f)
+	d.Wipeable = []string{"n3"}
+	d.RefuseWait = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	flt, err := d.Inject(ctx, Step{Kind: CorruptFollower})
+	if flt == nil || err == nil || len(d.Problems()) != 1 {
+		t.Fatalf("inject = %v, %v; problems %v", flt, err, d.Problems())
+	}
+	if err := d.HealAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := d.damagedNodes(); len(left) != 0 {
+		t.Fatalf("HealAll left %v damaged", left)
 	}
 }

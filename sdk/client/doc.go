@@ -7,6 +7,12 @@
 // tasks on one long-lived stream and receives each task's result exactly
 // once, even when the cluster fails over underneath it.
 //
+// A leader that stops answering without closing its connections (a paused
+// process, a frozen VM) is noticed by the leader watch (WithLeaderWatch):
+// a stream with work outstanding that hears nothing for 2 s asks the other
+// nodes, and moves to the leader they name if it was elected in a later
+// term.
+//
 // # Usage
 //
 //	cl, err := client.Dial(ctx, []string{"node1:1337", "node2:1337", "node3:1337"})

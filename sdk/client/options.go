@@ -19,6 +19,9 @@ type options struct {
 	maxBackoff  time.Duration
 	callTimeout time.Duration
 	dialOpts    []grpc.DialOption
+	// watch is the silence after which a stream's node is suspected (see
+	// WithLeaderWatch); 0 means conn.DefaultWatchSilence, < 0 off.
+	watch time.Duration
 }
 
 // Option configures Dial.
@@ -48,6 +51,19 @@ func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callT
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
 }
+
+// WithLeaderWatch sets how long a session's stream with work outstanding
+// (batches not acknowledged, or tasks without an outcome yet) may hear
+// nothing from its node before the SDK asks the other nodes whether a new
+// leader was elected (default 2 s; d < 0 turns the watch off). When one
+// names a leader of a later term, the stream is abandoned and reopened on
+// the new leader, and unacknowledged batches are resent with the same task
+// ids, so nothing is lost or applied twice. This is what gets a client past
+// a leader that is paused (SIGSTOP, docker pause, a frozen VM): its TCP
+// connections stay up, and without the watch the streams would wait for it
+// to resume. A slow node is not abandoned: no other node names a newer
+// leader.
+func WithLeaderWatch(d time.Duration) Option { return func(o *options) { o.watch = d } }
 
 // SessionOption configures CreateSession and OpenSession.
 type SessionOption func(*sessionOptions)

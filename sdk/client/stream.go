@@ -20,9 +20,10 @@ import (
 // sessionStream is one of a session's two long-lived streams.
 type sessionStream interface {
 	name() string
-	// serve runs one stream on cc until it ends; established reports that
-	// the stream was opened, reopened that an earlier one had been.
-	serve(ctx context.Context, cc *grpc.ClientConn, reopened bool) (established bool, err error)
+	// serve runs one stream on cc, opened to t, until it ends; established
+	// reports that the stream was opened, reopened that an earlier one had
+	// been.
+	serve(ctx context.Context, cc *grpc.ClientConn, t conn.Target, reopened bool) (established bool, err error)
 	// fail ends the stream's side of the session for good.
 	fail(err error)
 }
@@ -43,11 +44,11 @@ func (s *Session) keepStream(k sessionStream) {
 		if s.stopping() {
 			return
 		}
-		cc, addr, err := s.c.pool.Leader(s.ctx)
+		cc, t, err := s.c.pool.LeaderTarget(s.ctx)
 		if err == nil {
 			start := time.Now()
 			var established bool
-			established, err = k.serve(s.ctx, cc, opened)
+			established, err = k.serve(s.ctx, cc, t, opened)
 			opened = opened || established
 			if s.stopping() {
 				return
@@ -55,7 +56,7 @@ func (s *Session) keepStream(k sessionStream) {
 			if established && time.Since(start) >= bo.Max {
 				bo.Reset()
 			}
-			s.c.pool.Forget(addr)
+			s.c.pool.Forget(t.Addr)
 		}
 		lagging := status.Code(err) == codes.NotFound && !broke.IsZero() && time.Since(broke) < lagWindow
 		if errors.Is(err, conn.ErrClosed) || conn.Permanent(err) && !lagging {
@@ -80,6 +81,36 @@ func (s *Session) keepStream(k sessionStream) {
 		}
 	}
 }
+
+// watched runs the stream that open starts, under a leader watch when the
+// watch is on (WithLeaderWatch). open gets the stream's context, the
+// function that cancels it and the watch's Heard (a no-op without a
+// watch); it returns once the stream is over. When the watch abandoned
+// the stream, its error replaces the stream's cancellation.
+func (s *Session) watched(ctx context.Context, t conn.Target,
+	open func(ctx context.Context, cancel context.CancelFunc, heard func()) (bool, error)) (bool, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := func() { cancel(nil) }
+	if s.c.opts.watch < 0 {
+		return open(ctx, stop, func() {})
+	}
+	w := s.c.pool.Watch(t, s.c.opts.watch, s.busy, cancel)
+	wctx, wcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { w.Run(wctx) })
+	established, err := open(ctx, stop, w.Heard)
+	wcancel()
+	wg.Wait()
+	if cause := context.Cause(ctx); errors.Is(cause, conn.ErrSuperseded) {
+		err = cause
+	}
+	return established, err
+}
+
+// busy reports work outstanding on the session's streams: batches waiting
+// for their acknowledgement or tasks waiting for their outcome.
+func (s *Session) busy() bool { return s.out.len() > 0 || s.flow.len() > 0 }
 
 // retryLevel keeps the polling during an election out of the Info log.
 func retryLevel(err error) slog.Level {
@@ -188,21 +219,21 @@ func (r resultsStream) fail(err error) {
 	r.s.results.end()
 }
 
-func (r resultsStream) serve(ctx context.Context, cc *grpc.ClientConn, reopened bool) (bool, error) {
+func (r resultsStream) serve(ctx context.Context, cc *grpc.ClientConn, t conn.Target, reopened bool) (bool, error) {
 	s := r.s
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	st, err := griddpb.NewQueueClient(cc).ClientStream(s.outgoing(ctx))
-	if err != nil {
-		return false, err
-	}
-	if reopened {
-		s.reconnects.Add(1)
-	}
-	s.resent.Add(uint64(s.out.resendAll()))
-	return true, runStream(ctx, cancel,
-		func(ctx context.Context) error { return r.send(ctx, st) },
-		func() error { return r.recv(st) })
+	return s.watched(ctx, t, func(ctx context.Context, cancel context.CancelFunc, heard func()) (bool, error) {
+		st, err := griddpb.NewQueueClient(cc).ClientStream(s.outgoing(ctx))
+		if err != nil {
+			return false, err
+		}
+		if reopened {
+			s.reconnects.Add(1)
+		}
+		s.resent.Add(uint64(s.out.resendAll()))
+		return true, runStream(ctx, cancel,
+			func(ctx context.Context) error { return r.send(ctx, st) },
+			func() error { return r.recv(st, heard) })
+	})
 }
 
 func (r resultsStream) send(ctx context.Context, st griddpb.Queue_ClientStreamClient) error {
@@ -230,12 +261,13 @@ func (r resultsStream) send(ctx context.Context, st griddpb.Queue_ClientStreamCl
 	}
 }
 
-func (r resultsStream) recv(st griddpb.Queue_ClientStreamClient) error {
+func (r resultsStream) recv(st griddpb.Queue_ClientStreamClient, heard func()) error {
 	for {
 		m, err := st.Recv()
 		if err != nil {
 			return err
 		}
+		heard()
 		switch k := m.GetKind().(type) {
 		case *griddpb.ServerMessage_SubmitAck:
 			r.s.settle(k.SubmitAck)
@@ -255,17 +287,17 @@ func (deadLetterStream) name() string { return "dead letters" }
 
 func (d deadLetterStream) fail(error) { d.s.dead.end() }
 
-func (d deadLetterStream) serve(ctx context.Context, cc *grpc.ClientConn, reopened bool) (bool, error) {
+func (d deadLetterStream) serve(ctx context.Context, cc *grpc.ClientConn, t conn.Target, _ bool) (bool, error) {
 	s := d.s
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	st, err := griddpb.NewQueueClient(cc).ClientStreamDeadLetters(s.outgoing(ctx))
-	if err != nil {
-		return false, err
-	}
-	return true, runStream(ctx, cancel,
-		func(ctx context.Context) error { return d.send(ctx, st) },
-		func() error { return d.recv(st) })
+	return s.watched(ctx, t, func(ctx context.Context, cancel context.CancelFunc, heard func()) (bool, error) {
+		st, err := griddpb.NewQueueClient(cc).ClientStreamDeadLetters(s.outgoing(ctx))
+		if err != nil {
+			return false, err
+		}
+		return true, runStream(ctx, cancel,
+			func(ctx context.Context) error { return d.send(ctx, st) },
+			func() error { return d.recv(st, heard) })
+	})
 }
 
 func (d deadLetterStream) send(ctx context.Context, st griddpb.Queue_ClientStreamDeadLettersClient) error {
@@ -287,12 +319,13 @@ func (d deadLetterStream) send(ctx context.Context, st griddpb.Queue_ClientStrea
 	}
 }
 
-func (d deadLetterStream) recv(st griddpb.Queue_ClientStreamDeadLettersClient) error {
+func (d deadLetterStream) recv(st griddpb.Queue_ClientStreamDeadLettersClient, heard func()) error {
 	for {
 		b, err := st.Recv()
 		if err != nil {
 			return err
 		}
+		heard()
 		for _, msg := range b.GetMessages() {
 			errs := msg.GetErrors()
 			if len(errs) == 0 && msg.GetError() != "" {

@@ -142,6 +142,7 @@ func (b *binding) receive(st griddpb.Queue_WorkerStreamClient) error {
 		if err != nil {
 			return err
 		}
+		b.w.heard()
 		b.take(batch)
 	}
 }

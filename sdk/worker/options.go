@@ -52,6 +52,14 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// DialOptions are added to the SDK's gRPC dial options.
 	DialOptions []grpc.DialOption
+	// LeaderWatch is how long a worker bound to a session may hear nothing
+	// from its node before it asks the other nodes whether a new leader was
+	// elected; if one names a leader of a later term, the worker drops its
+	// streams (running tasks are cancelled, the new leader runs them again)
+	// and registers with the new leader. It gets workers past a paused
+	// leader (SIGSTOP, docker pause), whose connections stay up. Default
+	// 2 s; < 0 turns the watch off.
+	LeaderWatch time.Duration
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -56,6 +57,9 @@ type worker struct {
 
 	statusKick chan struct{}
 	bindWG     sync.WaitGroup
+	// watch guards the current WorkerUpdate stream (nil when off): every
+	// message received from the node, on any stream, is reported to it.
+	watch atomic.Pointer[conn.Watch]
 
 	mu       sync.Mutex
 	bindings map[string]*binding
@@ -105,14 +109,14 @@ func (w *worker) loop(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		cc, addr, err := w.pool.Leader(ctx)
+		cc, t, err := w.pool.LeaderTarget(ctx)
 		if err == nil {
 			start := time.Now()
-			err = w.register(ctx, cc)
+			err = w.register(ctx, cc, t)
 			if ctx.Err() != nil {
 				return nil
 			}
-			w.pool.Forget(addr)
+			w.pool.Forget(t.Addr)
 			if time.Since(start) >= bo.Max {
 				bo.Reset()
 			}
@@ -156,8 +160,9 @@ func (w *worker) outgoing(ctx context.Context, kv ...string) context.Context {
 // instructions until the stream breaks, or until ctx ends and the drain is
 // over. Bindings made on this stream end with it: the leader that made them
 // is gone or has forgotten this worker.
-func (w *worker) register(ctx context.Context, cc *grpc.ClientConn) error {
-	uctx, cancel := context.WithCancel(w.base)
+func (w *worker) register(ctx context.Context, cc *grpc.ClientConn, t conn.Target) error {
+	uctx, cancelCause := context.WithCancelCause(w.base)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	st, err := griddpb.NewQueueClient(cc).WorkerUpdate(w.outgoing(uctx))
 	if err != nil {
@@ -166,6 +171,12 @@ func (w *worker) register(ctx context.Context, cc *grpc.ClientConn) error {
 	w.log.Info("worker registered", "concurrency", w.opts.Concurrency)
 	var sendErr error
 	var wg sync.WaitGroup
+	if w.opts.LeaderWatch >= 0 {
+		watch := w.pool.Watch(t, w.opts.LeaderWatch, w.bound, cancelCause)
+		w.watch.Store(watch)
+		defer w.watch.Store(nil)
+		wg.Go(func() { watch.Run(uctx) })
+	}
 	wg.Go(func() {
 		sendErr = w.heartbeat(uctx, st)
 		if sendErr != nil && !errors.Is(sendErr, io.EOF) {
@@ -186,7 +197,25 @@ func (w *worker) register(ctx context.Context, cc *grpc.ClientConn) error {
 	if status.Code(err) == codes.Canceled && sendErr != nil && !errors.Is(sendErr, io.EOF) {
 		err = sendErr
 	}
+	if cause := context.Cause(uctx); errors.Is(cause, conn.ErrSuperseded) {
+		err = cause
+	}
 	return err
+}
+
+// bound reports whether the worker holds a binding: then the node should
+// be sending tasks, and its silence is suspect.
+func (w *worker) bound() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.bindings) > 0
+}
+
+// heard tells the leader watch that the node sent something.
+func (w *worker) heard() {
+	if watch := w.watch.Load(); watch != nil {
+		watch.Heard()
+	}
 }
 
 func (w *worker) heartbeat(ctx context.Context, st griddpb.Queue_WorkerUpdateClient) error {
@@ -239,6 +268,7 @@ func (w *worker) instructions(ctx context.Context, cc *grpc.ClientConn, st gridd
 		if err != nil {
 			return err
 		}
+		w.heard()
 		switch in.GetType() {
 		case griddpb.InstructionType_INSTRUCTION_TYPE_BIND:
 			w.bind(cc, in.GetSessionId())

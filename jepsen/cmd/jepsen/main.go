@@ -1,7 +1,7 @@
 // Command jepsen runs gridd's failure-injection suite: it brings up the
 // docker-compose cluster from empty volumes (or uses --target), runs queue
 // and session workloads through the Go SDK while a seeded nemesis kills,
-// pauses, partitions and removes (then re-adds) nodes, heals, drains, checks the recorded history
+// pauses, partitions and removes (then re-adds) nodes, kills worker processes, heals, drains, checks the recorded history
 // and writes jepsen/results/<timestamp>/. It prints PASS or FAIL and exits
 // 1 on FAIL.
 package main
@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -40,9 +41,11 @@ type config struct {
 	project     string
 	composeBin  string
 	containers  string
+	wipeable    string
 	faults      string
 	clients     int
 	workers     int
+	workerProcs int
 	sessions    int
 	batch       int
 	interval    time.Duration
@@ -63,13 +66,15 @@ func main() {
 volumes, runs queue clients, SDK workers and session metadata clients against
 the host ports while a nemesis injects faults on a seeded schedule (kill -9 of
 the leader or a random node, pause of the leader, iptables partitions, kill
-of every node, Cluster.Remove of a follower and Cluster.Join back), then
+of every node, Cluster.Remove of a follower and Cluster.Join back, kill -9
+of a worker process running tasks, a follower's raft.db damaged then wiped), then
 heals, drains and checks:
   queue:    every acknowledged task has exactly one result or dead letter
             (lost = 0, duplicated = 0, unexpected = 0, poison tasks dead-lettered)
   sessions: create/update/get/close linearizable per session (porcupine)
   cluster:  one leader, every node at the same applied index at the end
-  nemesis:  every node a remove-node took out was joined back
+  nemesis:  every node a remove-node took out was joined back; a node whose
+            raft.db was damaged refused to start, naming the file
 Results go to jepsen/results/<timestamp>/. Exit status 1 on FAIL.
 
 Without --target it refuses to start when the cluster's containers already
@@ -108,9 +113,11 @@ created at the end, also after a failure or Ctrl-C (unless --keep).`,
 	f.StringVar(&cfg.project, "project", "gridd-jepsen", "compose project name for the cluster the harness starts")
 	f.StringVar(&cfg.composeBin, "compose", "", `compose command: "docker-compose" or "docker" (compose plugin); default: whichever exists`)
 	f.StringVar(&cfg.containers, "containers", "n1=gridd-n1,n2=gridd-n2,n3=gridd-n3", "node id=container name, for the nemesis")
+	f.StringVar(&cfg.wipeable, "wipeable", "n2,n3", "nodes corrupt-follower may damage and wipe: those that join by themselves when empty (never the one that bootstraps)")
 	f.StringVar(&cfg.faults, "faults", "all", "comma-separated faults ("+kindsList()+"), all, or none")
 	f.IntVar(&cfg.clients, "clients", 6, "queue clients (one session each)")
 	f.IntVar(&cfg.workers, "workers", 3, "in-process SDK workers (4 task slots each)")
+	f.IntVar(&cfg.workerProcs, "worker-procs", 2, "SDK workers in processes of their own (4 task slots each), which kill-worker kills")
 	f.IntVar(&cfg.sessions, "session-clients", 4, "session metadata clients")
 	f.IntVar(&cfg.batch, "batch", 10, "tasks per submit")
 	f.DurationVar(&cfg.interval, "interval", 100*time.Millisecond, "time between one client's submits")
@@ -120,6 +127,7 @@ created at the end, also after a failure or Ctrl-C (unless --keep).`,
 	f.BoolVar(&cfg.keep, "keep", false, "leave the cluster running at the end")
 	f.StringVar(&cfg.plant, "plant", "", "self-test: plant a bug ("+strings.Join(plantKinds, ", ")+") in the recorded history before checking; the run must FAIL")
 	f.BoolVar(&cfg.verbose, "verbose", false, "log the SDK's debug messages")
+	cmd.AddCommand(workerCommand())
 	if err := cmd.Execute(); err != nil {
 		os.Exit(2)
 	}
@@ -145,11 +153,17 @@ type summary struct {
 	Queue       checker.QueueResult    `json:"queue"`
 	Sessions    checker.SessionsResult `json:"sessions"`
 	Cluster     clusterResult          `json:"cluster"`
+	// Throughput is the outcomes delivered per second under each kind of
+	// fault, and under none.
+	Throughput map[string]rate `json:"throughput"`
 	// NotRejoined lists the nodes remove-node took out that could not be
 	// joined back, even by the final heal: the run fails.
 	NotRejoined []string `json:"not_rejoined,omitempty"`
-	Planted     string   `json:"planted,omitempty"`
-	Valid       bool     `json:"valid"`
+	// Problems are what faults showed to be wrong (a node that started
+	// from a damaged raft.db): the run fails.
+	Problems []string `json:"problems,omitempty"`
+	Planted  string   `json:"planted,omitempty"`
+	Valid    bool     `json:"valid"`
 }
 
 type faultRecord struct {
@@ -177,12 +191,32 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if slices.Contains(kinds, nemesis.KillWorker) && cfg.workerProcs <= 0 {
+		return false, fmt.Errorf("--faults: kill-worker needs worker processes: --worker-procs is %d", cfg.workerProcs)
+	}
+	if cfg.workers < 0 || cfg.workerProcs < 0 || cfg.workers+cfg.workerProcs == 0 {
+		return false, fmt.Errorf("--workers %d, --worker-procs %d: need at least one worker and no negative count",
+			cfg.workers, cfg.workerProcs)
+	}
 	if cfg.plant != "" && !slices.Contains(plantKinds, cfg.plant) {
 		return false, fmt.Errorf("--plant %q: known: %v", cfg.plant, plantKinds)
 	}
 	containers, order, err := parseContainers(cfg.containers)
 	if err != nil {
 		return false, err
+	}
+	var wipeable []string
+	for _, id := range strings.Split(cfg.wipeable, ",") {
+		if id = strings.TrimSpace(id); id == "" {
+			continue
+		}
+		if _, ok := containers[id]; !ok {
+			return false, fmt.Errorf("--wipeable: %q is not one of the nodes %v (--containers)", id, order)
+		}
+		wipeable = append(wipeable, id)
+	}
+	if slices.Contains(kinds, nemesis.CorruptFollower) && len(wipeable) == 0 {
+		return false, errors.New("--faults: corrupt-follower needs a node it may wipe: --wipeable is empty")
 	}
 
 	// The cluster: ours (started here, removed at the end) or the user's.
@@ -251,6 +285,14 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	workers := runWorkers(wctx, addrs, cfg.workers, sdkLog)
 	defer func() { stopWorkers(); workers.Wait() }()
+	procs, err := newProcWorkers(cfg.workerProcs, addrs, log)
+	if err != nil {
+		return false, err
+	}
+	defer procs.Stop(10 * time.Second)
+	if err := procs.StartAll(); err != nil {
+		return false, err
+	}
 
 	var qcs []*queueClient
 	defer func() {
@@ -295,7 +337,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	var fmu sync.Mutex
 	d := &nemesis.Docker{Run: nemesis.Exec, Containers: containers, Order: order, Log: log,
 		Leader:     func(ctx context.Context) (string, error) { return leaderOf(ctx, addrs) },
-		Membership: membership{addrs: addrs}}
+		Membership: membership{addrs: addrs}, Workers: procs, Wipeable: wipeable}
 	nctx, stopNemesis := context.WithTimeout(ctx, cfg.duration)
 	defer stopNemesis()
 	if len(kinds) > 0 {
@@ -353,6 +395,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	qcs = nil
 	stopWorkers()
 	workers.Wait()
+	procs.Stop(10 * time.Second)
 
 	if err := rec.Flush(); err != nil {
 		return false, err
@@ -366,7 +409,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	}
 	sum := summary{Seed: cfg.seed, Start: start, Duration: time.Since(start).Round(time.Second).String(),
 		Target: addrs, Operations: len(ops), Faults: faults, FaultCounts: map[string]int{}, Planted: cfg.plant,
-		NotRejoined: notRejoined}
+		NotRejoined: notRejoined, Problems: d.Problems()}
 	// Every scheduled kind is listed, so a kind never injected shows as 0.
 	for _, k := range kinds {
 		sum.FaultCounts[string(k)] = 0
@@ -379,11 +422,14 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	sum.Queue = checker.Queue(ops)
 	sum.Sessions = checker.Sessions(ops, 2*time.Minute)
 	sum.Cluster = cluster
-	sum.Valid = sum.Queue.Valid && sum.Sessions.Valid && sum.Cluster.Valid && len(sum.NotRejoined) == 0
+	sum.Valid = sum.Queue.Valid && sum.Sessions.Valid && sum.Cluster.Valid && len(sum.NotRejoined) == 0 &&
+		len(sum.Problems) == 0
 	if err := sum.Sessions.Visualize(filepath.Join(dir, "sessions.html")); err != nil {
 		log.Warn("porcupine visualization", "err", err)
 	}
-	if err := writeTimeline(dir, timeline(ops, faults)); err != nil {
+	bs := timeline(ops, faults)
+	sum.Throughput = faultRates(bs, faults)
+	if err := writeTimeline(dir, bs); err != nil {
 		log.Warn("timeline", "err", err)
 	}
 	b, _ := json.MarshalIndent(sum, "", "  ")
@@ -438,6 +484,15 @@ func printSummary(s summary, dir string) {
 	fmt.Println()
 	fmt.Printf("seed %d, %s, %d operations recorded, results in %s\n", s.Seed, s.Duration, s.Operations, dir)
 	fmt.Printf("faults injected: %v\n", s.FaultCounts)
+	if len(s.Throughput) > 0 {
+		kinds := slices.Sorted(maps.Keys(s.Throughput))
+		fmt.Printf("outcomes/s under each fault (seconds with none):")
+		for _, k := range kinds {
+			r := s.Throughput[k]
+			fmt.Printf(" %s %.0f (%d of %d)", k, r.PerSecond, r.Stalled, r.Seconds)
+		}
+		fmt.Println()
+	}
 	if s.Planted != "" {
 		fmt.Printf("SELF-TEST: bug %q planted in the history\n", s.Planted)
 	}
@@ -455,6 +510,9 @@ func printSummary(s summary, dir string) {
 	fmt.Printf("cluster   %s  %s\n", verdict(c.Valid), c.Detail)
 	if len(s.NotRejoined) > 0 {
 		fmt.Printf("nemesis   FAIL  removed and never joined back: %v\n", s.NotRejoined)
+	}
+	for _, p := range s.Problems {
+		fmt.Printf("nemesis   FAIL  %s\n", p)
 	}
 	fmt.Printf("\n%s\n", verdict(s.Valid))
 }

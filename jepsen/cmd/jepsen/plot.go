@@ -121,3 +121,53 @@ func fill(img *image.RGBA, r image.Rectangle, c color.RGBA) {
 		}
 	}
 }
+
+// rate is the throughput over some seconds of a run.
+type rate struct {
+	Seconds int `json:"seconds"`
+	// PerSecond is the mean of outcomes delivered per second.
+	PerSecond float64 `json:"outcomes_per_s"`
+	// Stalled counts the seconds in which no outcome was delivered.
+	Stalled int `json:"stalled_seconds"`
+}
+
+// faultRates is the throughput under each kind of fault (the seconds a
+// fault of that kind was held), and under none ("none": the seconds
+// without a fault from the start to the last heal), so a run shows what
+// each fault costs.
+func faultRates(bs []bucket, faults []faultRecord) map[string]rate {
+	type acc struct{ secs, outcomes, stalled int }
+	by := map[string]*acc{}
+	add := func(k string, b bucket) {
+		a := by[k]
+		if a == nil {
+			a = &acc{}
+			by[k] = a
+		}
+		a.secs++
+		a.outcomes += b.Outcomes
+		if b.Outcomes == 0 {
+			a.stalled++
+		}
+	}
+	last := 0
+	for _, f := range faults {
+		if len(f.Nodes) == 0 || f.End == 0 {
+			continue
+		}
+		for s := int(f.Start); s < len(bs) && float64(s) < f.End; s++ {
+			add(f.Kind, bs[s])
+		}
+		last = max(last, int(f.End))
+	}
+	for s := 0; s < min(last, len(bs)); s++ {
+		if !bs[s].Faulted {
+			add("none", bs[s])
+		}
+	}
+	out := make(map[string]rate, len(by))
+	for k, a := range by {
+		out[k] = rate{Seconds: a.secs, PerSecond: float64(a.outcomes) / float64(a.secs), Stalled: a.stalled}
+	}
+	return out
+}

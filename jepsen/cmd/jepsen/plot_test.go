@@ -27,6 +27,17 @@ func TestTimeline(t *testing.T) {
 	if bs[0].Faulted || !bs[1].Faulted || !bs[2].Faulted || bs[3].Faulted {
 		t.Fatalf("fault shading %+v", bs)
 	}
+	rates := faultRates(bs, []faultRecord{{Kind: "kill-leader", Nodes: []string{"n1"}, Start: 1.2, End: 2.5},
+		{Kind: "pause-leader", Start: 0}})
+	if r := rates["kill-leader"]; r.Seconds != 2 || r.PerSecond != 1 || r.Stalled != 1 {
+		t.Fatalf("kill-leader rate %+v (all %+v)", r, rates)
+	}
+	if r := rates["none"]; r.Seconds != 1 || r.PerSecond != 0 || r.Stalled != 1 {
+		t.Fatalf("unfaulted rate %+v (all %+v)", r, rates)
+	}
+	if _, ok := rates["pause-leader"]; ok {
+		t.Fatalf("a fault never injected has a rate: %+v", rates)
+	}
 	var csv, img bytes.Buffer
 	if err := writeCSV(&csv, bs); err != nil || strings.Count(csv.String(), "\n") != 5 {
 		t.Fatalf("csv %v:\n%s", err, csv.String())

@@ -34,24 +34,28 @@ func runWorkers(ctx context.Context, addrs []string, n int, log *slog.Logger) *s
 			defer wg.Done()
 			opts := worker.Options{Addrs: addrs, WorkerID: fmt.Sprintf("jepsen-w%d", i), Concurrency: 4,
 				Logger: log, DrainTimeout: 5 * time.Second}
-			err := worker.Run(ctx, opts, func(ctx context.Context, t worker.Task) ([]byte, error) {
-				if string(t.Payload) == poisonPayload {
-					return nil, errors.New("poison task")
-				}
-				d := time.Duration(rand.IntN(20)) * time.Millisecond
-				select {
-				case <-time.After(d):
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				}
-				return append([]byte("done:"), t.Payload...), nil
-			})
+			err := worker.Run(ctx, opts, handle)
 			if err != nil && ctx.Err() == nil {
 				log.Error("worker stopped", "worker", i, "err", err)
 			}
 		}()
 	}
 	return &wg
+}
+
+// handle is the workers' task handler: a small random delay, or a failure
+// for a poison task.
+func handle(ctx context.Context, t worker.Task) ([]byte, error) {
+	if string(t.Payload) == poisonPayload {
+		return nil, errors.New("poison task")
+	}
+	d := time.Duration(rand.IntN(20)) * time.Millisecond
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return append([]byte("done:"), t.Payload...), nil
 }
 
 // queueClient is one submitting client of the queue workload: its own

@@ -29,36 +29,47 @@ type probeAnswer struct {
 // It fails with codes.Unavailable when no leader is known, for example
 // during an election: callers back off and try again.
 func (p *Pool) Discover(ctx context.Context) (string, error) {
+	t, err := p.discover(ctx)
+	return t.Addr, err
+}
+
+func (p *Pool) discover(ctx context.Context) (Target, error) {
 	p.discoverMu.Lock()
 	defer p.discoverMu.Unlock()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return "", ErrClosed
+		return Target{}, ErrClosed
 	}
 	if p.leader != "" {
 		// Found by the goroutine that held discoverMu before us.
-		l := p.leader
+		t := p.target
 		p.mu.Unlock()
-		return l, nil
+		return t, nil
 	}
 	addrs := append([]string(nil), p.known...)
 	p.mu.Unlock()
 
 	answers := p.probeAll(ctx, addrs)
 	var errs []error
-	for _, a := range answers {
+	var best *probeAnswer
+	for i, a := range answers {
 		if a.err != nil {
 			errs = append(errs, a.err)
 			continue
 		}
 		p.learnMembers(a.st)
-		if a.st.GetState() == "leader" {
-			return p.setLeader(a.addr), nil
+		// A leader cut off from the others may still call itself leader
+		// for a moment: the one of the latest term is the real one.
+		if a.st.GetState() == "leader" && (best == nil || a.st.GetTerm() > best.st.GetTerm()) {
+			best = &answers[i]
 		}
 	}
-	if l, ok := p.followHints(ctx, addrs, answers); ok {
-		return l, nil
+	if best != nil {
+		return p.setLeader(best.addr, best.st.GetNodeId(), best.st.GetTerm()), nil
+	}
+	if t, ok := p.followHints(ctx, addrs, answers); ok {
+		return t, nil
 	}
 	var err error
 	switch {
@@ -72,12 +83,12 @@ func (p *Pool) Discover(ctx context.Context) (string, error) {
 		err = status.Errorf(codes.Unavailable, "gridd: no address to ask")
 	}
 	p.log.Debug("leader discovery failed", "addrs", addrs, "err", err)
-	return "", err
+	return Target{}, err
 }
 
 // followHints probes the leaders named by followers that were not among the
 // probed addresses.
-func (p *Pool) followHints(ctx context.Context, probed []string, answers []probeAnswer) (string, bool) {
+func (p *Pool) followHints(ctx context.Context, probed []string, answers []probeAnswer) (Target, bool) {
 	tried := make(map[string]bool, len(probed))
 	for _, a := range probed {
 		tried[a] = true
@@ -98,17 +109,17 @@ func (p *Pool) followHints(ctx context.Context, probed []string, answers []probe
 			p.mu.Lock()
 			p.learnLocked(hint)
 			p.mu.Unlock()
-			return p.setLeader(hint), true
+			return p.setLeader(hint, st.GetNodeId(), st.GetTerm()), true
 		}
 	}
 	for _, a := range answers {
 		if a.err == nil && unreachable[a.st.GetLeaderGrpcAddr()] {
 			p.log.Info("leader not reachable directly; going through a follower",
 				"leader", a.st.GetLeaderGrpcAddr(), "via", a.addr)
-			return p.setLeader(a.addr), true
+			return p.setLeader(a.addr, a.st.GetLeaderId(), a.st.GetTerm()), true
 		}
 	}
-	return "", false
+	return Target{}, false
 }
 
 func (p *Pool) probeAll(ctx context.Context, addrs []string) []probeAnswer {
@@ -132,12 +143,13 @@ func (p *Pool) learnMembers(st *griddpb.ClusterStatus) {
 	}
 }
 
-func (p *Pool) setLeader(addr string) string {
+func (p *Pool) setLeader(addr, leaderID string, term uint64) Target {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.leader != addr {
-		p.log.Debug("leader found", "addr", addr)
+		p.log.Debug("leader found", "addr", addr, "leader", leaderID, "term", term)
 	}
 	p.leader = addr
-	return addr
+	p.target = Target{Addr: addr, LeaderID: leaderID, Term: term}
+	return p.target
 }

@@ -80,6 +80,10 @@ type Pool struct {
 	conns  map[string]*grpc.ClientConn
 	known  []string
 	leader string
+	// target is what discovery learned along with leader: whom it leads
+	// to and in which term (see Target).
+	target Target
+	nodes  map[string]*nodeState // per address, for leader watches
 	closed bool
 }
 
@@ -131,6 +135,7 @@ func New(cfg Config) (*Pool, error) {
 		log:      log.With("component", "sdk.conn"),
 		dialOpts: opts,
 		conns:    make(map[string]*grpc.ClientConn),
+		nodes:    make(map[string]*nodeState),
 	}
 	for _, a := range cfg.Addrs {
 		p.learnLocked(a)
@@ -148,17 +153,37 @@ func withAPIKey(ctx context.Context, key string) context.Context {
 // Leader returns the connection to the current leader, discovering it first
 // when it is unknown.
 func (p *Pool) Leader(ctx context.Context) (*grpc.ClientConn, string, error) {
+	cc, t, err := p.LeaderTarget(ctx)
+	return cc, t.Addr, err
+}
+
+// Target is the node a stream is opened to and the leader it leads to:
+// the node itself, or the leader a follower forwards to when the leader's
+// own address is not reachable from here. Term is the Raft term in which
+// discovery saw that leader; a leader named in a later term supersedes it
+// (see Watch).
+type Target struct {
+	Addr     string
+	LeaderID string
+	Term     uint64
+}
+
+// LeaderTarget is Leader with what discovery knew about the leader.
+func (p *Pool) LeaderTarget(ctx context.Context) (*grpc.ClientConn, Target, error) {
 	p.mu.Lock()
-	addr := p.leader
+	t := p.target
+	if p.leader == "" {
+		t = Target{}
+	}
 	p.mu.Unlock()
-	if addr == "" {
+	if t.Addr == "" {
 		var err error
-		if addr, err = p.Discover(ctx); err != nil {
-			return nil, "", err
+		if t, err = p.discover(ctx); err != nil {
+			return nil, Target{}, err
 		}
 	}
-	cc, err := p.Conn(addr)
-	return cc, addr, err
+	cc, err := p.Conn(t.Addr)
+	return cc, t, err
 }
 
 // Forget drops addr as the leader, so the next Leader call rediscovers.
@@ -212,6 +237,7 @@ func (p *Pool) Close() error {
 	}
 	p.closed = true
 	p.leader = ""
+	p.target = Target{}
 	var errs []error
 	for _, cc := range p.conns {
 		if err := cc.Close(); err != nil {
