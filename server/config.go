@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/gridd/gridd/dispatch"
-
 	"google.golang.org/grpc"
 )
 
