@@ -59,6 +59,14 @@ type Dispatcher struct {
 	stop     context.CancelFunc
 	loopDone chan struct{}
 	wake     chan struct{}
+
+	// Retry backoff and leases (delay.go, lease.go), run by one timer
+	// goroutine that sleeps until timerAt (unix ns, 0: nothing armed).
+	delays     timerHeap[delayEntry]
+	leases     timerHeap[leaseEntry]
+	timerAt    int64
+	timerWake  chan struct{}
+	timersDone chan struct{}
 }
 
 type clientKey struct {
@@ -83,13 +91,19 @@ type session struct {
 	streams     map[*Stream]struct{}
 	running     int
 	queued      int
+	delayed     int           // tasks waiting for their retry backoff
+	taskTimeout time.Duration // lease of a handed-out task; 0: none
 }
 
-// taskState: queued (stream == nil) or held by a stream's batch.
+// taskState: delayed (waiting for its retry backoff), queued (ready), or
+// held by a stream's batch (stream != nil).
 type taskState struct {
-	task   fsm.Task
-	stream *Stream
-	batch  uint64
+	task     fsm.Task
+	stream   *Stream
+	batch    uint64
+	delayed  bool
+	since    time.Time // held: when it was handed out
+	leaseEnd int64     // held: unix ns when its lease runs out; 0: no lease (or stopped)
 }
 
 // New returns an inactive dispatcher over the given state machine.
@@ -111,6 +125,8 @@ func New(f *fsm.FSM, opts Options) *Dispatcher {
 		workers:  map[string]*Worker{},
 		clients:  map[clientKey]*clientClaim{},
 		wake:     make(chan struct{}, 1),
+
+		timerWake: make(chan struct{}, 1),
 	}
 }
 
@@ -129,9 +145,9 @@ func (d *Dispatcher) Activate() {
 		}
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	done, timersDone := make(chan struct{}), make(chan struct{})
 	d.mu.Lock()
-	d.stop, d.loopDone = cancel, done
+	d.stop, d.loopDone, d.timersDone = cancel, done, timersDone
 	n := 0
 	for _, s := range d.sessions {
 		n += s.queued
@@ -139,6 +155,7 @@ func (d *Dispatcher) Activate() {
 	d.mu.Unlock()
 	d.log.Info("dispatcher active", "pending", n)
 	go d.loop(ctx, done)
+	go d.timers(ctx, timersDone)
 	d.poke()
 }
 
@@ -151,8 +168,8 @@ func (d *Dispatcher) Deactivate() {
 	wasActive := d.active
 	d.active = false
 	d.epoch++
-	stop, done := d.stop, d.loopDone
-	d.stop, d.loopDone = nil, nil
+	stop, done, timersDone := d.stop, d.loopDone, d.timersDone
+	d.stop, d.loopDone, d.timersDone = nil, nil, nil
 	for _, w := range d.workers {
 		w.cancel()
 	}
@@ -167,10 +184,12 @@ func (d *Dispatcher) Deactivate() {
 	d.workers = map[string]*Worker{}
 	d.sessions = map[string]*session{}
 	d.clients = map[clientKey]*clientClaim{}
+	d.delays, d.leases, d.timerAt = nil, nil, 0
 	d.mu.Unlock()
 	if stop != nil {
 		stop()
 		<-done
+		<-timersDone
 	}
 	if wasActive {
 		d.log.Info("dispatcher inactive")
@@ -216,21 +235,39 @@ func (d *Dispatcher) sessionLocked(id string) *session {
 	return s
 }
 
-// readyLocked makes t ready, taking it back from a stream that held it.
+// readyLocked makes t ready, taking it back from a stream that held it. A
+// task whose retry backoff is not over waits for it first.
 func (d *Dispatcher) readyLocked(s *session, t fsm.Task) {
 	ts := s.tasks[t.ID]
+	queued := false
 	switch {
 	case ts == nil:
 		ts = &taskState{}
 		s.tasks[t.ID] = ts
 	case ts.stream != nil:
 		d.releaseLocked(s, t.ID, ts)
+	case ts.delayed:
+		s.undelay(ts) // requeued again: the newer not-before wins
 	default:
-		return // already queued
+		queued = true
 	}
 	ts.task = t
+	if notBeforeFuture(t, time.Now()) {
+		if queued {
+			s.queued-- // its ready-queue entry is skipped when popped
+		}
+		d.delayLocked(s, ts)
+		return
+	}
+	if !queued {
+		d.queueLocked(s, ts)
+	}
+}
+
+// queueLocked puts ts in its session's ready queue.
+func (d *Dispatcher) queueLocked(s *session, ts *taskState) {
 	s.queued++
-	s.ready.Push(t, t.Priority, t.Seq)
+	s.ready.Push(ts.task, ts.task.Priority, ts.task.Seq)
 	for st := range s.streams {
 		st.signal()
 	}
@@ -240,6 +277,7 @@ func (d *Dispatcher) readyLocked(s *session, t fsm.Task) {
 func (d *Dispatcher) releaseLocked(s *session, id string, ts *taskState) {
 	st := ts.stream
 	ts.stream = nil
+	ts.leaseEnd = 0
 	s.running--
 	delete(st.tasks, id)
 	if n := st.batches[ts.batch] - 1; n > 0 {
@@ -274,9 +312,12 @@ func (d *Dispatcher) TasksDone(sessionID string, ids []string) {
 		if ts == nil {
 			continue
 		}
-		if ts.stream != nil {
+		switch {
+		case ts.stream != nil:
 			d.releaseLocked(s, id, ts)
-		} else {
+		case ts.delayed:
+			s.undelay(ts) // its delay entry is skipped when due
+		default:
 			s.queued-- // its heap entry is skipped when popped
 		}
 		delete(s.tasks, id)
@@ -325,6 +366,7 @@ func applyAttrs(s *session, info fsm.SessionInfo) {
 	if n := int(info.Attrs.MaxInflightBatchesPerWorker); n > 0 {
 		s.maxInflight = n
 	}
+	s.taskTimeout = time.Duration(info.Attrs.TaskTimeoutMs) * time.Millisecond
 }
 
 // loop re-plans worker bindings on every event and periodically.
@@ -374,7 +416,7 @@ func (d *Dispatcher) plan() {
 		if ok {
 			applyAttrs(s, info)
 		}
-		if ok && !info.Closed && s.queued == 0 && s.running == 0 && len(s.streams) == 0 {
+		if ok && !info.Closed && s.queued == 0 && s.delayed == 0 && s.running == 0 && len(s.streams) == 0 {
 			delete(d.sessions, id) // nothing to do; recreated by the next event
 			continue
 		}
