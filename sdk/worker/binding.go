@@ -43,7 +43,31 @@ type binding struct {
 	dropping bool
 	aborted  bool
 	again    *grpc.ClientConn // bound again while stopping: restart on it
+
+	// Received batches wait here for task slots, so that the receive loop
+	// never blocks and a stop_ids reaches a hung task at once.
+	queue  []*griddpb.Batch
+	queued chan struct{}
+
+	// tmu guards the tasks received and not finished, and the lease
+	// extensions waiting to be sent.
+	tmu       sync.Mutex
+	running   map[string]*runTask
+	stopEarly map[string]struct{} // stopped before it started
+	extend    map[string]struct{}
+	extendCh  chan struct{}
 }
+
+// runTask is a running handler: a stop cancels its context and drops its
+// result.
+type runTask struct {
+	cancel  context.CancelFunc
+	stopped bool // under binding.tmu
+}
+
+// maxStopEarly bounds the remembered stops of tasks not started yet: a
+// stop that crosses the task's result in flight is never matched.
+const maxStopEarly = 10_000
 
 type outcome struct {
 	msg       *griddpb.Message
@@ -52,7 +76,9 @@ type outcome struct {
 
 func newBinding(w *worker, session string) *binding {
 	b := &binding{w: w, session: session, results: make(chan outcome, w.opts.Concurrency),
-		stopCh: make(chan struct{}), dropCh: make(chan struct{})}
+		stopCh: make(chan struct{}), dropCh: make(chan struct{}), queued: make(chan struct{}, 1),
+		running: map[string]*runTask{}, stopEarly: map[string]struct{}{}, extend: map[string]struct{}{},
+		extendCh: make(chan struct{}, 1)}
 	b.ctx, b.cancel = context.WithCancel(w.base)
 	return b
 }
@@ -73,10 +99,15 @@ func (b *binding) halt(drop bool) {
 	}
 }
 
-// abort ends the binding now; results of running tasks are dropped.
-func (b *binding) abort() {
+// abort ends the binding now; results of running tasks are dropped. final
+// (the WorkerUpdate stream broke) also forgets a BIND received meanwhile;
+// an abort instruction (preemption) does not, so the leader can bind the
+// worker to the session again later.
+func (b *binding) abort(final bool) {
 	b.mu.Lock()
-	b.aborted = true
+	if final {
+		b.aborted = true
+	}
 	b.mu.Unlock()
 	b.halt(true)
 	b.cancel()
@@ -113,6 +144,7 @@ func (b *binding) run(cc *grpc.ClientConn) {
 		return
 	}
 	var wg sync.WaitGroup
+	wg.Go(b.starter)
 	wg.Go(func() {
 		if err := b.sendResults(st); err != nil {
 			log.Info("sending results failed", "err", err)
@@ -142,20 +174,94 @@ func (b *binding) receive(st griddpb.Queue_WorkerStreamClient) error {
 		if err != nil {
 			return err
 		}
-		b.take(batch)
+		if ids := batch.GetStopIds(); len(ids) > 0 {
+			b.stop(ids)
+		}
+		if len(batch.GetMessages()) > 0 {
+			b.enqueue(batch)
+		}
 	}
 }
 
-// take starts the tasks of a received batch as slots free up.
-func (b *binding) take(batch *griddpb.Batch) {
-	msgs := batch.GetMessages()
+// stop cancels the listed tasks' handlers and drops their results: the
+// server timed them out or they were cancelled.
+func (b *binding) stop(ids []string) {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	for _, id := range ids {
+		if rt := b.running[id]; rt != nil {
+			rt.stopped = true
+			rt.cancel()
+		} else if len(b.stopEarly) < maxStopEarly {
+			b.stopEarly[id] = struct{}{}
+		}
+	}
+}
+
+// stoppedBeforeStart consumes a stop received before the task started.
+func (b *binding) stoppedBeforeStart(id string) bool {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	_, ok := b.stopEarly[id]
+	delete(b.stopEarly, id)
+	return ok
+}
+
+// enqueue hands a received batch to the starter.
+func (b *binding) enqueue(batch *griddpb.Batch) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.stopping {
-		b.mu.Unlock()
 		return
 	}
-	b.inflight.Add(len(msgs))
-	b.mu.Unlock()
+	b.inflight.Add(len(batch.GetMessages()))
+	b.queue = append(b.queue, batch)
+	select {
+	case b.queued <- struct{}{}:
+	default:
+	}
+}
+
+// starter starts the queued batches' tasks in order as slots free up,
+// until the binding drops its tasks or ends.
+func (b *binding) starter() {
+	defer func() {
+		b.mu.Lock()
+		for _, batch := range b.queue {
+			b.inflight.Add(-len(batch.GetMessages()))
+		}
+		b.queue = nil
+		b.mu.Unlock()
+	}()
+	for {
+		b.mu.Lock()
+		var batch *griddpb.Batch
+		if len(b.queue) > 0 {
+			batch = b.queue[0]
+			b.queue[0] = nil
+			b.queue = b.queue[1:]
+		}
+		b.mu.Unlock()
+		if batch == nil {
+			select {
+			case <-b.queued:
+				continue
+			case <-b.dropCh:
+				return
+			case <-b.ctx.Done():
+				return
+			}
+		}
+		if !b.take(batch) {
+			return
+		}
+	}
+}
+
+// take starts the tasks of a received batch as slots free up. It reports
+// false when the binding stopped starting tasks.
+func (b *binding) take(batch *griddpb.Batch) bool {
+	msgs := batch.GetMessages()
 	session := batch.GetSessionId()
 	if session == "" {
 		session = b.session
@@ -167,20 +273,56 @@ func (b *binding) take(batch *griddpb.Batch) {
 		case b.w.sem <- struct{}{}:
 		case <-b.dropCh:
 			b.inflight.Add(-(len(msgs) - i))
-			return
+			return false
 		case <-b.ctx.Done():
 			b.inflight.Add(-(len(msgs) - i))
-			return
+			return false
+		}
+		if b.stoppedBeforeStart(m.GetId()) {
+			<-b.w.sem
+			remaining.Add(-1)
+			b.inflight.Done()
+			continue
 		}
 		t := Task{SessionID: session, ID: m.GetId(), Payload: m.GetPayload(), Attempt: m.GetAttempt()}
-		go b.execute(t, &remaining)
+		ctx, rt := b.track(t.ID)
+		go b.execute(ctx, rt, t, &remaining)
 	}
+	return true
 }
 
-func (b *binding) execute(t Task, remaining *atomic.Int64) {
+// track registers a task about to start and returns its context.
+func (b *binding) track(id string) (context.Context, *runTask) {
+	ctx, cancel := context.WithCancel(b.ctx)
+	rt := &runTask{cancel: cancel}
+	ctx = context.WithValue(ctx, taskKey{}, &taskCtl{b: b, id: id})
+	b.tmu.Lock()
+	b.running[id] = rt
+	b.tmu.Unlock()
+	return ctx, rt
+}
+
+// untrack forgets a finished task and reports whether it was stopped.
+func (b *binding) untrack(id string, rt *runTask) bool {
+	rt.cancel()
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	if b.running[id] == rt {
+		delete(b.running, id)
+	}
+	delete(b.extend, id)
+	return rt.stopped
+}
+
+func (b *binding) execute(ctx context.Context, rt *runTask, t Task, remaining *atomic.Int64) {
 	defer b.inflight.Done()
-	out, err := b.w.call(b.ctx, t)
+	out, err := b.w.call(ctx, t)
 	<-b.w.sem
+	if b.untrack(t.ID, rt) {
+		// The server stopped this attempt and ignores its result.
+		remaining.Add(-1)
+		return
+	}
 	msg := &griddpb.Message{Id: t.ID, Attempt: t.Attempt}
 	if err != nil {
 		msg.Error = err.Error()
@@ -251,6 +393,12 @@ func (b *binding) sendResults(st griddpb.Queue_WorkerStreamClient) error {
 			armed = false
 			if err := flush(); err != nil {
 				return err
+			}
+		case <-b.extendCh:
+			if ids := b.takeExtend(); len(ids) > 0 {
+				if err := st.Send(&griddpb.WorkerStreamMessage{ExtendLease: ids}); err != nil {
+					return err
+				}
 			}
 		case <-b.ctx.Done():
 			return nil
