@@ -20,7 +20,11 @@ import (
 // Stops. A task a stream holds is stopped when its lease runs out or it is
 // cancelled. Its id goes out in the stream's next Batch.stop_ids, and a
 // result the worker still sends for that attempt is dropped
-// (DropStopped): the worker was told its result would be ignored.
+// (DropStopped): the worker was told its result would be ignored. That
+// result is also the worker's word that the handler ended: until it
+// comes, the stream gets no new tasks, so that a worker whose handler
+// hangs (and ignores its cancelled context) does not take the retry of the
+// very task it is stuck on, nor anything else.
 
 // LeaseExpiry is a lease that ran out: the stream's handler proposes it as
 // a timed-out failed attempt.

@@ -89,7 +89,7 @@ type Stream struct {
 	tasks     map[string]uint64 // task -> batch
 
 	stopQ   []string         // to send in the next Batch.stop_ids
-	stopped map[string]int32 // task -> attempt told to stop: its result is dropped
+	stopped map[string]int32 // task -> attempt told to stop, whose handler has not ended yet
 	expired []LeaseExpiry    // for the handler to propose (TakeExpired)
 }
 
@@ -196,7 +196,7 @@ func (d *Dispatcher) take(st *Stream) (*griddpb.Batch, error) {
 	if len(st.stopQ) > 0 {
 		b.StopIds, st.stopQ = st.stopQ, nil
 	}
-	if st.unbound || len(st.batches) >= s.maxInflight || s.queued == 0 {
+	if st.unbound || len(st.batches) >= s.maxInflight || s.queued == 0 || len(st.stopped) > 0 {
 		if len(b.StopIds) > 0 {
 			return b, nil
 		}

@@ -21,6 +21,7 @@ const (
 	maxResultCount  = 1000
 	maxResultBytes  = 1 << 20
 	unknownErrorMsg = "task failed (handler returned an error with an empty message)"
+	stoppedMsg      = "stopped by the server"
 )
 
 // binding is the worker's attachment to one session: one WorkerStream that
@@ -318,13 +319,12 @@ func (b *binding) execute(ctx context.Context, rt *runTask, t Task, remaining *a
 	defer b.inflight.Done()
 	out, err := b.w.call(ctx, t)
 	<-b.w.sem
-	if b.untrack(t.ID, rt) {
-		// The server stopped this attempt and ignores its result.
-		remaining.Add(-1)
-		return
-	}
 	msg := &griddpb.Message{Id: t.ID, Attempt: t.Attempt}
-	if err != nil {
+	if b.untrack(t.ID, rt) {
+		// The server stopped this attempt and ignores its result; this
+		// message only tells it that the handler ended and freed its slot.
+		msg.Error = stoppedMsg
+	} else if err != nil {
 		msg.Error = err.Error()
 		if msg.Error == "" {
 			msg.Error = unknownErrorMsg
