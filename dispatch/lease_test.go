@@ -197,10 +197,18 @@ func TestDispatchLeases(t *testing.T) {
 	if n := r.d.ExtendLease(st, []string{"a"}); n != 0 {
 		t.Fatal("extended a stopped task")
 	}
-	// The late results of a's and c's first attempts are dropped; b's is not.
+	// Until the worker confirms that the stopped handlers ended, its
+	// stream takes no new task.
+	r.enqueue("s", "d")
+	r.none(st)
+	// The late results of a's and c's first attempts are dropped (and
+	// confirm the stops); b's is not.
 	late := []*griddpb.Message{{Id: "a", Attempt: 1}, {Id: "b", Attempt: 1}, {Id: "c", Attempt: 1}}
 	if got := r.d.DropStopped(st, late); len(got) != 1 || got[0].Id != "b" {
 		t.Fatalf("kept %v, want only b", got)
+	}
+	if got := fmt.Sprint(r.next(st)); got != "[d]" {
+		t.Fatalf("after the confirmations: %s, want [d]", got)
 	}
 
 	// The handler proposes the timeouts; a and c come back as attempt 2.
@@ -230,8 +238,8 @@ func TestDispatchLeases(t *testing.T) {
 	if got := r.nextBatch(st).GetStopIds(); fmt.Sprint(got) != "[b]" {
 		t.Fatalf("stop after cancel %v, want [b]", got)
 	}
-	if r.d.Running("s") != 2 {
-		t.Fatalf("running %d, want 2 (a and c again)", r.d.Running("s"))
+	if r.d.Running("s") != 3 {
+		t.Fatalf("running %d, want 3 (a and c again, d)", r.d.Running("s"))
 	}
 }
 

@@ -268,3 +268,55 @@ func TestCancelStopsRunningTask(t *testing.T) {
 		t.Fatalf("counters %+v, want cancelled 1, nothing pending", info)
 	}
 }
+
+// A task cancelled while it waits in the worker for a free slot never
+// starts, and the worker's stream is not held up by it.
+func TestCancelQueuedTaskNeverStarts(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sess := lifecycleSession(t, ctx, c, &griddpb.SessionAttributes{})
+	started := make(chan string, 16)
+	release := make(chan struct{})
+	runWorker(t, c.Addrs(), "w1", func(ctx context.Context, tk worker.Task) ([]byte, error) {
+		started <- tk.ID
+		if tk.ID == "t1" {
+			<-release
+		}
+		return []byte("ok"), nil
+	})
+	// One batch: the worker (one slot) runs t1 and holds t2 back.
+	if _, err := sess.Submit(ctx, []client.Task{{ID: "t1"}, {ID: "t2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if id := <-started; id != "t1" {
+		t.Fatalf("%s started first, want t1", id)
+	}
+	l := c.WaitLeader()
+	if _, err := c.Nodes[l].Srv.Node().Propose(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_CancelTasks{
+		CancelTasks: &fsmpb.CancelTasks{SessionId: sess.ID(), TaskIds: []string{"t2"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.Submit(ctx, []client.Task{{ID: "t3"}}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	got := map[string]bool{}
+	for len(got) < 2 {
+		got[waitResult(t, ctx, sess).TaskID] = true
+	}
+	if !got["t1"] || !got["t3"] {
+		t.Fatalf("results %v, want t1 and t3", got)
+	}
+	for {
+		select {
+		case id := <-started:
+			if id == "t2" {
+				t.Fatal("the cancelled task t2 started")
+			}
+			continue
+		default:
+		}
+		break
+	}
+}

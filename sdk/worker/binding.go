@@ -50,25 +50,23 @@ type binding struct {
 	queue  []*griddpb.Batch
 	queued chan struct{}
 
-	// tmu guards the tasks received and not finished, and the lease
-	// extensions waiting to be sent.
-	tmu       sync.Mutex
-	running   map[string]*runTask
-	stopEarly map[string]struct{} // stopped before it started
-	extend    map[string]struct{}
-	extendCh  chan struct{}
+	// tmu guards the tasks received and not finished, and what waits to
+	// be sent besides results: lease extensions and stop confirmations.
+	tmu     sync.Mutex
+	tasks   map[string]*runTask
+	extend  map[string]struct{}
+	confirm []*griddpb.Message
+	kick    chan struct{} // extend or confirm has something
 }
 
-// runTask is a running handler: a stop cancels its context and drops its
-// result.
+// runTask is a task received and not finished. A stop cancels its handler
+// (or keeps it from starting) and replaces its result by a confirmation,
+// which the server ignores except to know the task's slot is free.
 type runTask struct {
-	cancel  context.CancelFunc
-	stopped bool // under binding.tmu
+	attempt int32
+	cancel  context.CancelFunc // nil until it starts
+	stopped bool
 }
-
-// maxStopEarly bounds the remembered stops of tasks not started yet: a
-// stop that crosses the task's result in flight is never matched.
-const maxStopEarly = 10_000
 
 type outcome struct {
 	msg       *griddpb.Message
@@ -78,8 +76,7 @@ type outcome struct {
 func newBinding(w *worker, session string) *binding {
 	b := &binding{w: w, session: session, results: make(chan outcome, w.opts.Concurrency),
 		stopCh: make(chan struct{}), dropCh: make(chan struct{}), queued: make(chan struct{}, 1),
-		running: map[string]*runTask{}, stopEarly: map[string]struct{}{}, extend: map[string]struct{}{},
-		extendCh: make(chan struct{}, 1)}
+		tasks: map[string]*runTask{}, extend: map[string]struct{}{}, kick: make(chan struct{}, 1)}
 	b.ctx, b.cancel = context.WithCancel(w.base)
 	return b
 }
@@ -185,27 +182,59 @@ func (b *binding) receive(st griddpb.Queue_WorkerStreamClient) error {
 }
 
 // stop cancels the listed tasks' handlers and drops their results: the
-// server timed them out or they were cancelled.
+// server timed them out or they were cancelled. The server gives this
+// stream no new task until each stop is confirmed: a running task confirms
+// when its handler returns, one not started yet at once. A task no longer
+// here already sent its result, which confirms the stop as well.
 func (b *binding) stop(ids []string) {
 	b.tmu.Lock()
 	defer b.tmu.Unlock()
 	for _, id := range ids {
-		if rt := b.running[id]; rt != nil {
-			rt.stopped = true
-			rt.cancel()
-		} else if len(b.stopEarly) < maxStopEarly {
-			b.stopEarly[id] = struct{}{}
+		rt := b.tasks[id]
+		if rt == nil || rt.stopped {
+			continue
 		}
+		rt.stopped = true
+		if rt.cancel != nil {
+			rt.cancel()
+			continue
+		}
+		b.confirm = append(b.confirm, &griddpb.Message{Id: id, Attempt: rt.attempt, Error: stoppedMsg})
+		b.kickLocked()
 	}
 }
 
-// stoppedBeforeStart consumes a stop received before the task started.
-func (b *binding) stoppedBeforeStart(id string) bool {
+func (b *binding) kickLocked() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// begin starts tracking a received task as running, unless it was stopped
+// before it started.
+func (b *binding) begin(m *griddpb.Message) (context.Context, *runTask, bool) {
 	b.tmu.Lock()
 	defer b.tmu.Unlock()
-	_, ok := b.stopEarly[id]
-	delete(b.stopEarly, id)
-	return ok
+	rt := b.tasks[m.GetId()]
+	if rt == nil || rt.attempt != m.GetAttempt() || rt.stopped || rt.cancel != nil {
+		if rt != nil && rt.attempt == m.GetAttempt() && rt.cancel == nil {
+			delete(b.tasks, m.GetId())
+		}
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithCancel(b.ctx)
+	rt.cancel = cancel
+	return context.WithValue(ctx, taskKey{}, &taskCtl{b: b, id: m.GetId(), rt: rt}), rt, true
+}
+
+// stoppedUnstarted reports whether a received task was stopped before it
+// started, so that it need not wait for a slot.
+func (b *binding) stoppedUnstarted(m *griddpb.Message) bool {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	rt := b.tasks[m.GetId()]
+	return rt != nil && rt.attempt == m.GetAttempt() && rt.stopped && rt.cancel == nil
 }
 
 // enqueue hands a received batch to the starter.
@@ -216,6 +245,11 @@ func (b *binding) enqueue(batch *griddpb.Batch) {
 		return
 	}
 	b.inflight.Add(len(batch.GetMessages()))
+	b.tmu.Lock()
+	for _, m := range batch.GetMessages() {
+		b.tasks[m.GetId()] = &runTask{attempt: m.GetAttempt()}
+	}
+	b.tmu.Unlock()
 	b.queue = append(b.queue, batch)
 	select {
 	case b.queued <- struct{}{}:
@@ -269,7 +303,16 @@ func (b *binding) take(batch *griddpb.Batch) bool {
 	}
 	var remaining atomic.Int64
 	remaining.Store(int64(len(msgs)))
+	skip := func() {
+		remaining.Add(-1)
+		b.inflight.Done()
+	}
 	for i, m := range msgs {
+		if b.stoppedUnstarted(m) {
+			b.begin(m) // forgets it
+			skip()
+			continue
+		}
 		select {
 		case b.w.sem <- struct{}{}:
 		case <-b.dropCh:
@@ -279,28 +322,16 @@ func (b *binding) take(batch *griddpb.Batch) bool {
 			b.inflight.Add(-(len(msgs) - i))
 			return false
 		}
-		if b.stoppedBeforeStart(m.GetId()) {
+		ctx, rt, ok := b.begin(m)
+		if !ok { // stopped while it waited for the slot
 			<-b.w.sem
-			remaining.Add(-1)
-			b.inflight.Done()
+			skip()
 			continue
 		}
 		t := Task{SessionID: session, ID: m.GetId(), Payload: m.GetPayload(), Attempt: m.GetAttempt()}
-		ctx, rt := b.track(t.ID)
 		go b.execute(ctx, rt, t, &remaining)
 	}
 	return true
-}
-
-// track registers a task about to start and returns its context.
-func (b *binding) track(id string) (context.Context, *runTask) {
-	ctx, cancel := context.WithCancel(b.ctx)
-	rt := &runTask{cancel: cancel}
-	ctx = context.WithValue(ctx, taskKey{}, &taskCtl{b: b, id: id})
-	b.tmu.Lock()
-	b.running[id] = rt
-	b.tmu.Unlock()
-	return ctx, rt
 }
 
 // untrack forgets a finished task and reports whether it was stopped.
@@ -308,8 +339,8 @@ func (b *binding) untrack(id string, rt *runTask) bool {
 	rt.cancel()
 	b.tmu.Lock()
 	defer b.tmu.Unlock()
-	if b.running[id] == rt {
-		delete(b.running, id)
+	if b.tasks[id] == rt {
+		delete(b.tasks, id)
 	}
 	delete(b.extend, id)
 	return rt.stopped
@@ -394,9 +425,9 @@ func (b *binding) sendResults(st griddpb.Queue_WorkerStreamClient) error {
 			if err := flush(); err != nil {
 				return err
 			}
-		case <-b.extendCh:
-			if ids := b.takeExtend(); len(ids) > 0 {
-				if err := st.Send(&griddpb.WorkerStreamMessage{ExtendLease: ids}); err != nil {
+		case <-b.kick:
+			if m := b.takeControl(); m != nil {
+				if err := st.Send(m); err != nil {
 					return err
 				}
 			}

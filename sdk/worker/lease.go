@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sort"
 	"time"
+
+	"github.com/gridd/gridd/rpc/griddpb"
 )
 
 // ErrNotTask is returned by ExtendLease for a context that is not (derived
@@ -17,6 +19,7 @@ type taskKey struct{}
 type taskCtl struct {
 	b  *binding
 	id string
+	rt *runTask
 }
 
 // ExtendLease renews the lease of the task whose handler ctx belongs to:
@@ -42,13 +45,10 @@ func ExtendLease(ctx context.Context) error {
 	}
 	b := tc.b
 	b.tmu.Lock()
-	if _, running := b.running[tc.id]; running {
+	defer b.tmu.Unlock()
+	if b.tasks[tc.id] == tc.rt && !tc.rt.stopped {
 		b.extend[tc.id] = struct{}{}
-	}
-	b.tmu.Unlock()
-	select {
-	case b.extendCh <- struct{}{}:
-	default:
+		b.kickLocked()
 	}
 	return nil
 }
@@ -84,18 +84,26 @@ func KeepLease(ctx context.Context, interval time.Duration) (stop func()) {
 	}
 }
 
-// takeExtend returns the tasks whose leases are to be renewed.
-func (b *binding) takeExtend() []string {
+// takeControl returns the lease extensions and stop confirmations waiting
+// to be sent, as one message, or nil.
+func (b *binding) takeControl() *griddpb.WorkerStreamMessage {
 	b.tmu.Lock()
 	defer b.tmu.Unlock()
-	if len(b.extend) == 0 {
+	if len(b.extend) == 0 && len(b.confirm) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(b.extend))
-	for id := range b.extend {
-		ids = append(ids, id)
+	m := &griddpb.WorkerStreamMessage{}
+	if len(b.extend) > 0 {
+		m.ExtendLease = make([]string, 0, len(b.extend))
+		for id := range b.extend {
+			m.ExtendLease = append(m.ExtendLease, id)
+		}
+		clear(b.extend)
+		sort.Strings(m.ExtendLease)
 	}
-	clear(b.extend)
-	sort.Strings(ids)
-	return ids
+	if len(b.confirm) > 0 {
+		m.Results = &griddpb.Batch{SessionId: b.session, Messages: b.confirm}
+		b.confirm = nil
+	}
+	return m
 }
