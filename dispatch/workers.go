@@ -170,8 +170,8 @@ func (d *Dispatcher) CloseStream(st *Stream) {
 // Next blocks until the stream may take a batch and the session has ready
 // tasks, or until tasks the stream holds must stop, and returns that batch
 // (whose stop_ids list those tasks; it may carry no messages). After it
-// returns, the caller proposes what TakeExpired gives. It returns ctx's error when ctx ends, and
-// ErrStreamClosed when the stream must end.
+// returns, the caller proposes what TakeExpired gives. It returns ctx's
+// error when ctx ends, and ErrStreamClosed when the stream must end.
 func (d *Dispatcher) Next(ctx context.Context, st *Stream) (*griddpb.Batch, error) {
 	for {
 		if b, err := d.take(st); b != nil || err != nil {
