@@ -70,6 +70,14 @@ type Dispatcher struct {
 	wake     chan struct{}
 	exits    exitWatch
 	round    uint64 // planning rounds, for SessionView.LastServed
+
+	// Retry backoff and leases (delay.go, lease.go), run by one timer
+	// goroutine that sleeps until timerAt (unix ns, 0: nothing armed).
+	delays     timerHeap[delayEntry]
+	leases     timerHeap[leaseEntry]
+	timerAt    int64
+	timerWake  chan struct{}
+	timersDone chan struct{}
 }
 
 type clientKey struct {
@@ -101,13 +109,19 @@ type session struct {
 	idleTimeout time.Duration
 	lastActive  time.Time // last plan that saw tasks ready or running
 	lastServed  uint64    // last planning round that bound a worker to it
+	delayed     int           // tasks waiting for their retry backoff
+	taskTimeout time.Duration // lease of a handed-out task; 0: none
 }
 
-// taskState: queued (stream == nil) or held by a stream's batch.
+// taskState: delayed (waiting for its retry backoff), queued (ready), or
+// held by a stream's batch (stream != nil).
 type taskState struct {
-	task   fsm.Task
-	stream *Stream
-	batch  uint64
+	task     fsm.Task
+	stream   *Stream
+	batch    uint64
+	delayed  bool
+	since    time.Time // held: when it was handed out
+	leaseEnd int64     // held: unix ns when its lease runs out; 0: no lease (or stopped)
 }
 
 // New returns an inactive dispatcher over the given state machine.
@@ -133,6 +147,8 @@ func New(f *fsm.FSM, opts Options) *Dispatcher {
 		clients:  map[clientKey]*clientClaim{},
 		wake:     make(chan struct{}, 1),
 		exits:    exitWatch{timers: map[string]*exitTimer{}},
+
+		timerWake: make(chan struct{}, 1),
 	}
 }
 
@@ -151,9 +167,9 @@ func (d *Dispatcher) Activate() {
 		}
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	done, timersDone := make(chan struct{}), make(chan struct{})
 	d.mu.Lock()
-	d.stop, d.loopDone = cancel, done
+	d.stop, d.loopDone, d.timersDone = cancel, done, timersDone
 	n := 0
 	for _, s := range d.sessions {
 		n += s.queued
@@ -162,6 +178,7 @@ func (d *Dispatcher) Activate() {
 	d.log.Info("dispatcher active", "pending", n)
 	go d.loop(ctx, done)
 	d.armClientExits()
+	go d.timers(ctx, timersDone)
 	d.poke()
 }
 
@@ -174,8 +191,8 @@ func (d *Dispatcher) Deactivate() {
 	wasActive := d.active
 	d.active = false
 	d.epoch++
-	stop, done := d.stop, d.loopDone
-	d.stop, d.loopDone = nil, nil
+	stop, done, timersDone := d.stop, d.loopDone, d.timersDone
+	d.stop, d.loopDone, d.timersDone = nil, nil, nil
 	for _, w := range d.workers {
 		w.cancel()
 	}
@@ -190,11 +207,13 @@ func (d *Dispatcher) Deactivate() {
 	d.workers = map[string]*Worker{}
 	d.sessions = map[string]*session{}
 	d.clients = map[clientKey]*clientClaim{}
+	d.delays, d.leases, d.timerAt = nil, nil, 0
 	d.mu.Unlock()
 	d.stopClientExits()
 	if stop != nil {
 		stop()
 		<-done
+		<-timersDone
 	}
 	if wasActive {
 		d.log.Info("dispatcher inactive")
@@ -242,21 +261,39 @@ func (d *Dispatcher) sessionLocked(id string) *session {
 	return s
 }
 
-// readyLocked makes t ready, taking it back from a stream that held it.
+// readyLocked makes t ready, taking it back from a stream that held it. A
+// task whose retry backoff is not over waits for it first.
 func (d *Dispatcher) readyLocked(s *session, t fsm.Task) {
 	ts := s.tasks[t.ID]
+	queued := false
 	switch {
 	case ts == nil:
 		ts = &taskState{}
 		s.tasks[t.ID] = ts
 	case ts.stream != nil:
 		d.releaseLocked(s, t.ID, ts)
+	case ts.delayed:
+		s.undelay(ts) // requeued again: the newer not-before wins
 	default:
-		return // already queued
+		queued = true
 	}
 	ts.task = t
+	if notBeforeFuture(t, time.Now()) {
+		if queued {
+			s.queued-- // its ready-queue entry is skipped when popped
+		}
+		d.delayLocked(s, ts)
+		return
+	}
+	if !queued {
+		d.queueLocked(s, ts)
+	}
+}
+
+// queueLocked puts ts in its session's ready queue.
+func (d *Dispatcher) queueLocked(s *session, ts *taskState) {
 	s.queued++
-	s.ready.Push(t, t.Priority, t.Seq)
+	s.ready.Push(ts.task, ts.task.Priority, ts.task.Seq)
 	for st := range s.streams {
 		st.signal()
 	}
@@ -266,6 +303,7 @@ func (d *Dispatcher) readyLocked(s *session, t fsm.Task) {
 func (d *Dispatcher) releaseLocked(s *session, id string, ts *taskState) {
 	st := ts.stream
 	ts.stream = nil
+	ts.leaseEnd = 0
 	s.running--
 	delete(st.tasks, id)
 	if n := st.batches[ts.batch] - 1; n > 0 {
@@ -300,9 +338,12 @@ func (d *Dispatcher) TasksDone(sessionID string, ids []string) {
 		if ts == nil {
 			continue
 		}
-		if ts.stream != nil {
+		switch {
+		case ts.stream != nil:
 			d.releaseLocked(s, id, ts)
-		} else {
+		case ts.delayed:
+			s.undelay(ts) // its delay entry is skipped when due
+		default:
 			s.queued-- // its heap entry is skipped when popped
 		}
 		delete(s.tasks, id)
@@ -357,6 +398,7 @@ func applyAttrs(s *session, info fsm.SessionInfo) {
 	if n := int(info.Attrs.MaxInflightBatchesPerWorker); n > 0 {
 		s.maxInflight = n
 	}
+	s.taskTimeout = time.Duration(info.Attrs.TaskTimeoutMs) * time.Millisecond
 }
 
 // loop re-plans worker bindings on every event and periodically.

@@ -68,6 +68,10 @@ type WorkerView struct {
 	Bound    string // session id, "" when idle
 	Busy     bool   // holds tasks of its session
 	Draining bool   // reported it is shutting down: never bound again
+	// Blocked: its stream holds stopped tasks (timed out, cancelled) whose
+	// handlers have not returned, and takes no new tasks until they do. It
+	// does not count towards the workers a session's ready tasks can use.
+	Blocked bool
 }
 
 // Action is BIND or UNBIND.
@@ -158,8 +162,9 @@ func Plan(in Input) []Decision {
 
 type planSession struct {
 	SessionView
-	bound int32
-	stuck bool
+	bound   int32
+	blocked int32 // bound workers that take no new tasks for now
+	stuck   bool
 }
 
 type planWorker struct {
@@ -190,6 +195,9 @@ func newPlanner(in Input) *planner {
 		p.workers = append(p.workers, &planWorker{WorkerView: w})
 		if s := p.byID[w.Bound]; s != nil {
 			s.bound++
+			if w.Blocked {
+				s.blocked++
+			}
 		}
 	}
 	slices.SortFunc(p.workers, func(a, b *planWorker) int { return cmp.Compare(a.ID, b.ID) })
@@ -257,7 +265,8 @@ func (s *planSession) needs() bool {
 	if s.MaxWorkers > 0 && s.bound >= s.MaxWorkers {
 		return false
 	}
-	return s.bound == 0 || int(s.bound) < s.Ready
+	useful := s.bound - s.blocked
+	return useful == 0 || int(useful) < s.Ready
 }
 
 // neediest is the session to serve next, or nil when none needs a worker.

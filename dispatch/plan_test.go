@@ -70,6 +70,19 @@ func TestPlan(t *testing.T) {
 			workers:  []WorkerView{{ID: "w1", Draining: true}, {ID: "w2"}},
 			want:     []Decision{bind("w2", "a")},
 		},
+		{
+			// A worker whose stream waits for a stopped (timed-out) task's
+			// handler takes nothing new: the retry needs another worker.
+			name:     "a blocked worker does not count as serving the ready task",
+			sessions: []SessionView{{ID: "a", Priority: 5, Ready: 1, Running: 1}},
+			workers:  []WorkerView{{ID: "w1", Bound: "a", Busy: true, Blocked: true}, {ID: "w2"}},
+			want:     []Decision{bind("w2", "a")},
+		},
+		{
+			name:     "without the block one worker is enough for one ready task",
+			sessions: []SessionView{{ID: "a", Priority: 5, Ready: 1, Running: 1}},
+			workers:  []WorkerView{{ID: "w1", Bound: "a", Busy: true}, {ID: "w2"}},
+		},
 
 		// Priorities.
 		{

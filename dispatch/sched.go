@@ -44,11 +44,13 @@ func (d *Dispatcher) plan() {
 		if ok {
 			applyAttrs(s, info)
 		}
-		if ok && !info.Closed && s.queued == 0 && s.running == 0 && len(s.streams) == 0 && !d.hasWorkersLocked(id) {
+		if ok && !info.Closed && s.queued == 0 && s.delayed == 0 && s.running == 0 && len(s.streams) == 0 && !d.hasWorkersLocked(id) {
 			delete(d.sessions, id) // nothing to do; recreated by the next event
 			continue
 		}
-		if s.queued > 0 || s.running > 0 {
+		// Tasks waiting for their retry backoff keep the session active, or
+		// a backoff longer than idle_timeout would release its workers.
+		if s.queued > 0 || s.running > 0 || s.delayed > 0 {
 			s.lastActive = now
 		}
 		views = append(views, SessionView{ID: id, Priority: s.priority, Ready: s.queued, Running: s.running,
@@ -70,7 +72,9 @@ func (d *Dispatcher) plan() {
 			continue
 		}
 		busy := w.stream != nil && w.stream.session.id == w.bound && len(w.stream.tasks) > 0
-		workers = append(workers, WorkerView{ID: w.id, Bound: w.bound, Busy: busy, Draining: w.draining})
+		blocked := w.stream != nil && w.stream.session.id == w.bound && len(w.stream.stopped) > 0
+		workers = append(workers, WorkerView{ID: w.id, Bound: w.bound, Busy: busy || blocked,
+			Draining: w.draining, Blocked: blocked})
 	}
 	for _, dec := range Plan(Input{Now: now, Sessions: views, Workers: workers, Preemption: d.opts.Preemption}) {
 		d.applyLocked(dec, now)

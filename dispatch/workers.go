@@ -95,6 +95,10 @@ type Stream struct {
 	nextBatch uint64
 	batches   map[uint64]int    // batch -> tasks without an outcome
 	tasks     map[string]uint64 // task -> batch
+
+	stopQ   []string         // to send in the next Batch.stop_ids
+	stopped map[string]int32 // task -> attempt told to stop, whose handler has not ended yet
+	expired []LeaseExpiry    // for the handler to propose (TakeExpired)
 }
 
 func (st *Stream) signal() {
@@ -129,7 +133,7 @@ func (d *Dispatcher) OpenStream(ctx context.Context, workerID, sessionID string)
 	st := &Stream{
 		workerID: workerID, session: s, epoch: d.epoch, opened: time.Now(),
 		wake: make(chan struct{}, 1), cancel: cancel,
-		batches: map[uint64]int{}, tasks: map[string]uint64{},
+		batches: map[uint64]int{}, tasks: map[string]uint64{}, stopped: map[string]int32{},
 	}
 	if w := d.workers[workerID]; w != nil {
 		// One stream per worker, except that a stream drained away from
@@ -175,8 +179,10 @@ func (d *Dispatcher) CloseStream(st *Stream) {
 }
 
 // Next blocks until the stream may take a batch and the session has ready
-// tasks, and returns that batch. It returns ctx's error when ctx ends, and
-// ErrStreamClosed when the stream must end.
+// tasks, or until tasks the stream holds must stop, and returns that batch
+// (whose stop_ids list those tasks; it may carry no messages). After it
+// returns, the caller proposes what TakeExpired gives. It returns ctx's
+// error when ctx ends, and ErrStreamClosed when the stream must end.
 func (d *Dispatcher) Next(ctx context.Context, st *Stream) (*griddpb.Batch, error) {
 	for {
 		if b, err := d.take(st); b != nil || err != nil {
@@ -197,7 +203,14 @@ func (d *Dispatcher) take(st *Stream) (*griddpb.Batch, error) {
 	if !d.active || st.epoch != d.epoch || d.sessions[s.id] != s {
 		return nil, ErrStreamClosed
 	}
-	if st.unbound || len(st.batches) >= s.maxInflight || s.queued == 0 {
+	b := &griddpb.Batch{SessionId: s.id}
+	if len(st.stopQ) > 0 {
+		b.StopIds, st.stopQ = st.stopQ, nil
+	}
+	if st.unbound || len(st.batches) >= s.maxInflight || s.queued == 0 || len(st.stopped) > 0 {
+		if len(b.StopIds) > 0 {
+			return b, nil
+		}
 		return nil, nil
 	}
 	// Share the ready tasks among the session's streams.
@@ -205,20 +218,23 @@ func (d *Dispatcher) take(st *Stream) (*griddpb.Batch, error) {
 	n = min(max(n, 1), d.opts.BatchSize)
 	st.nextBatch++
 	id := st.nextBatch
-	b := &griddpb.Batch{SessionId: s.id, Messages: make([]*griddpb.Message, 0, n)}
+	now := time.Now()
+	b.Messages = make([]*griddpb.Message, 0, n)
 	for len(b.Messages) < n {
-		t, ok := s.ready.Pop()
+		e, ok := s.ready.Pop()
 		if !ok {
 			break
 		}
-		ts := s.tasks[t.ID]
-		if ts == nil || ts.stream != nil || ts.task.Seq != t.Seq {
-			continue // stale entry: the task got an outcome or was requeued
+		ts := s.tasks[e.ID]
+		if ts == nil || ts.stream != nil || ts.delayed || ts.task.Seq != e.Seq {
+			continue // stale entry: the task got an outcome, was requeued or delayed
 		}
+		t := ts.task // the latest copy: the entry may predate a failed attempt
 		s.queued--
 		s.running++
-		ts.stream, ts.batch = st, id
+		ts.stream, ts.batch, ts.since = st, id, now
 		st.tasks[t.ID] = id
+		d.leaseLocked(s, ts, now)
 		b.Messages = append(b.Messages, &griddpb.Message{
 			Id: t.ID, Payload: t.Payload, Priority: t.Priority, Attempt: t.Attempts + 1,
 		})
@@ -226,6 +242,9 @@ func (d *Dispatcher) take(st *Stream) (*griddpb.Batch, error) {
 		b.RequiredSharedDataUpdateLevel = max(b.RequiredSharedDataUpdateLevel, t.RequiredLevel)
 	}
 	if len(b.Messages) == 0 {
+		if len(b.StopIds) > 0 {
+			return b, nil
+		}
 		return nil, nil
 	}
 	st.batches[id] = len(b.Messages)

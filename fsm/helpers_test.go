@@ -292,6 +292,10 @@ func (r *recorder) TasksDone(session string, ids []string) {
 	r.events = append(r.events, fmt.Sprintf("done %s %s", session, strings.Join(ids, ",")))
 }
 
+func (r *recorder) TasksCancelled(session string, ids []string) {
+	r.events = append(r.events, fmt.Sprintf("cancelled %s %s", session, strings.Join(ids, ",")))
+}
+
 func (r *recorder) ResultsReady(session string) {
 	r.events = append(r.events, "results "+session)
 }

@@ -131,7 +131,7 @@ func TestCancelTasks(t *testing.T) {
 	if r.Cancelled != 2 {
 		t.Fatalf("cancelled %d, want 2 (a, c)", r.Cancelled)
 	}
-	if ev := rec.take(); !slices.Equal(ev, []string{"done s a,c"}) {
+	if ev := rec.take(); !slices.Equal(ev, []string{"cancelled s a,c", "done s a,c"}) {
 		t.Fatalf("listener got %q", ev)
 	}
 	got := info(t, h.f, "s")

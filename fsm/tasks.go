@@ -255,8 +255,9 @@ func (f *FSM) cancelTasks(c *fsmpb.CancelTasks) Response {
 	if r.Cancelled > 0 && f.listener != nil {
 		// sortedIDs dedups nothing, but a repeated id was skipped above only
 		// after its first cancellation, so drop repeats here too.
-		ids := sortedIDs(refs)
-		f.listener.TasksDone(s.id, slices.Compact(ids))
+		ids := slices.Compact(sortedIDs(refs))
+		f.listener.TasksCancelled(s.id, ids)
+		f.listener.TasksDone(s.id, ids)
 	}
 	return r
 }

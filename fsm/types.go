@@ -153,6 +153,10 @@ type Listener interface {
 	// TasksDone: tasks got an outcome (result or dead letter) or were
 	// cancelled, and must not be dispatched again.
 	TasksDone(session string, ids []string)
+	// TasksCancelled: tasks were cancelled (CancelTasks). It comes before
+	// the TasksDone of the same ids, so that a worker running one can be
+	// told to stop: a completion needs no such message.
+	TasksCancelled(session string, ids []string)
 	// ResultsReady: the session has new results or dead letters to send.
 	ResultsReady(session string)
 	// SessionChanged: created, updated or closed.

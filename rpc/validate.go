@@ -101,6 +101,20 @@ func ValidateResults(l Limits, sessionID string, b *griddpb.Batch) error {
 	return nil
 }
 
+// ValidateExtendLease checks the task ids of a lease extension.
+func ValidateExtendLease(l Limits, ids []string) error {
+	l = l.withDefaults()
+	if len(ids) > l.MaxBatchTasks {
+		return invalidf("extend_lease lists %d tasks; the limit is %d", len(ids), l.MaxBatchTasks)
+	}
+	for i, id := range ids {
+		if err := validateID("task", id); err != nil {
+			return invalidf("extend_lease %d: %v", i, err)
+		}
+	}
+	return nil
+}
+
 // ValidateAcks checks an acknowledgement.
 func ValidateAcks(l Limits, a *griddpb.Ack) error {
 	l = l.withDefaults()

@@ -75,3 +75,31 @@ func FuzzValidateBatch(f *testing.F) {
 		}
 	})
 }
+
+func TestValidateExtendLease(t *testing.T) {
+	l := Limits{MaxBatchTasks: 2}
+	tests := []struct {
+		name    string
+		ids     []string
+		wantErr string
+	}{
+		{"ok", []string{"a", "b"}, ""},
+		{"too many", []string{"a", "b", "c"}, "limit is 2"},
+		{"empty id", []string{"a", ""}, "extend_lease 1"},
+		{"bad utf8", []string{"\xff"}, "UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateExtendLease(l, tt.ids)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, errInvalid) {
+				t.Fatalf("got %v, want an invalid-argument error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 
+	"github.com/gridd/gridd/dispatch"
 	"github.com/gridd/gridd/fsm/fsmpb"
 	"github.com/gridd/gridd/rpc/griddpb"
 	"google.golang.org/grpc/codes"
@@ -111,11 +112,28 @@ func (s *Server) WorkerStream(stream griddpb.Queue_WorkerStreamServer) error {
 				p.fail(err)
 				return
 			}
+			if ids := m.GetExtendLease(); len(ids) > 0 {
+				if err := ValidateExtendLease(s.limits, ids); err != nil {
+					p.fail(toStatus(err))
+					return
+				}
+				s.disp.ExtendLease(st, ids)
+				if m.GetResults() == nil {
+					continue
+				}
+			}
 			b := m.GetResults()
 			if err := ValidateResults(s.limits, sid, b); err != nil {
 				p.fail(toStatus(err))
 				return
 			}
+			// The worker was told to stop these attempts and that their
+			// results would be ignored.
+			msgs := s.disp.DropStopped(st, b.Messages)
+			if len(msgs) == 0 {
+				continue
+			}
+			b = &griddpb.Batch{SessionId: b.SessionId, Messages: msgs}
 			// Results go to the client before their commit; the client's
 			// acknowledgements are held until the commit (see early.go).
 			s.disp.EarlyResults(st, b.Messages)
@@ -130,9 +148,32 @@ func (s *Server) WorkerStream(stream griddpb.Queue_WorkerStreamServer) error {
 			}
 			return p.result(ctx)
 		}
+		if exp := s.disp.TakeExpired(st); len(exp) > 0 {
+			p.async(func() { s.recordExpired(p, sid, exp) })
+		}
 		if err := stream.Send(b); err != nil {
 			return err
 		}
+	}
+}
+
+// recordExpired proposes leases that ran out as failed attempts. If the
+// proposal fails the task stays held until the stream ends, then it is
+// ready again without counting an attempt.
+func (s *Server) recordExpired(p *pump, sid string, exp []dispatch.LeaseExpiry) {
+	outs := make([]*fsmpb.Outcome, len(exp))
+	for i, e := range exp {
+		outs[i] = &fsmpb.Outcome{TaskId: e.TaskID, Error: e.Error(), TimedOut: true, Jitter: uint32(rand.IntN(1001))}
+	}
+	_, err := s.propose(p.ctx, &fsmpb.Command{Cmd: &fsmpb.Command_Outcomes{Outcomes: &fsmpb.Outcomes{
+		SessionId: sid, Outcomes: outs,
+	}}})
+	if err != nil {
+		if st := toStatus(err); isRetryable(st) {
+			p.fail(st)
+			return
+		}
+		s.log.Warn("timed-out attempts not recorded", "session", sid, "tasks", len(exp), "err", err)
 	}
 }
 

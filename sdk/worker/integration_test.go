@@ -126,7 +126,9 @@ func TestHandlerPanicIsAFailedAttempt(t *testing.T) {
 		}
 		return []byte("ok"), nil
 	})
-	s, err := cl.CreateSession(ctx, &griddpb.SessionAttributes{MaxAttempts: 2})
+	// Every attempt of a poisoned task fails, with a short retry backoff
+	// between attempts; its dead letter carries each attempt's error.
+	s, err := cl.CreateSession(ctx, &griddpb.SessionAttributes{MaxAttempts: 3, RetryBackoffMs: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +150,13 @@ func TestHandlerPanicIsAFailedAttempt(t *testing.T) {
 			if strings.HasSuffix(d.TaskID, "3") {
 				want = "" // an empty error message still fails the attempt
 			}
-			if len(d.Errors) != 2 || (want != "" && d.Errors[0] != want) || d.Errors[0] == "" {
-				t.Fatalf("dead letter %s errors %q, want 2 times %q", d.TaskID, d.Errors, want)
+			if len(d.Errors) != 3 || d.Errors[0] == "" {
+				t.Fatalf("dead letter %s errors %q, want 3 times %q", d.TaskID, d.Errors, want)
+			}
+			for _, e := range d.Errors {
+				if want != "" && e != want || e != d.Errors[0] {
+					t.Fatalf("dead letter %s errors %q, want 3 times %q", d.TaskID, d.Errors, want)
+				}
 			}
 		case <-ctx.Done():
 			t.Fatalf("%d results, %d dead letters of %d", results, dead, n)

@@ -6,6 +6,12 @@
 // stream breaks it finds the new leader and registers again. Execution is
 // at-least-once: a task whose result was lost with a dying leader or worker
 // runs again, so handlers should be safe to repeat.
+//
+// Leases: when the session sets task_timeout_ms, a task the worker holds
+// longer than that is timed out by the server (a failed attempt, retried
+// elsewhere) and its handler's context is cancelled. A handler that needs
+// longer renews its lease with ExtendLease(ctx), or KeepLease; nothing is
+// renewed automatically, so that a hung handler still times out.
 package worker
 
 import (
@@ -40,7 +46,9 @@ type Task struct {
 // fails this attempt: the server retries the task or dead-letters it after
 // its last attempt. A panic is recovered and reported as a failure. ctx is
 // cancelled when the task's result can no longer be delivered (the stream
-// broke) or when the drain deadline passes.
+// broke), when the drain deadline passes, and when the server stops the
+// task: it was cancelled, its lease ran out (see ExtendLease), or the
+// worker was preempted with an abort. A stopped task's result is not sent.
 type Handler func(ctx context.Context, t Task) ([]byte, error)
 
 type worker struct {
@@ -306,20 +314,23 @@ func (w *worker) startLocked(cc *grpc.ClientConn, session string) {
 	w.kickStatus()
 }
 
-// unbind finishes the session's batches, or with abort (immediate
-// preemption: the server has already put the tasks back) stops them now.
+// unbind lets the session's running tasks finish, or with abort (immediate
+// preemption) cancels them at once: the server has already put them back to
+// pending and ignores their results.
 func (w *worker) unbind(session string, abort bool) {
 	w.mu.Lock()
 	b, ok := w.bindings[session]
 	w.mu.Unlock()
-	if ok {
-		w.log.Info("unbinding", "session", session, "abort", abort)
-		if abort {
-			b.abort()
-		} else {
-			b.halt(false)
-		}
+	if !ok {
+		return
 	}
+	if abort {
+		w.log.Info("unbinding, aborting running tasks", "session", session)
+		b.abort(false)
+		return
+	}
+	w.log.Info("unbinding", "session", session)
+	b.halt(false)
 }
 
 // unregister removes a finished binding, and starts its successor when the
@@ -353,7 +364,7 @@ func (w *worker) abortAll() {
 	w.aborting = true
 	w.mu.Unlock()
 	for _, b := range w.snapshot() {
-		b.abort()
+		b.abort(true)
 	}
 	w.bindWG.Wait()
 	w.mu.Lock()
