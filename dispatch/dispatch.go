@@ -107,8 +107,8 @@ type session struct {
 	minWorkers  int32
 	preemptible bool
 	idleTimeout time.Duration
-	lastActive  time.Time // last plan that saw tasks ready or running
-	lastServed  uint64    // last planning round that bound a worker to it
+	lastActive  time.Time     // last plan that saw tasks ready or running
+	lastServed  uint64        // last planning round that bound a worker to it
 	delayed     int           // tasks waiting for their retry backoff
 	taskTimeout time.Duration // lease of a handed-out task; 0: none
 }
