@@ -107,10 +107,10 @@ func (o *outbox) resendAll() int {
 
 // complete settles the batch an ack names. A second ack for the same seq
 // (the answer to a resend) finds nothing and is ignored.
-func (o *outbox) complete(a *griddpb.SubmitAck) bool { return o.completeBatch(a) != nil }
+func (o *outbox) complete(a *griddpb.SubmitAck) bool { return o.completeBatch(a, nil) != nil }
 
 // completeBatch is complete returning the settled batch, or nil.
-func (o *outbox) completeBatch(a *griddpb.SubmitAck) *pendingBatch {
+func (o *outbox) completeBatch(a *griddpb.SubmitAck, record func(*pendingBatch)) *pendingBatch {
 	o.mu.Lock()
 	p, ok := o.pending[a.GetSeq()]
 	delete(o.pending, a.GetSeq())
@@ -123,6 +123,11 @@ func (o *outbox) completeBatch(a *griddpb.SubmitAck) *pendingBatch {
 		// Rejected: nothing was written, and sending it again would be
 		// rejected again.
 		out.err = status.Error(c, a.GetMessage())
+	}
+	// Counters first: whoever waits on the batch (Submit, Flush) must find
+	// them updated when it wakes.
+	if record != nil {
+		record(p)
 	}
 	p.settle(out)
 	return p

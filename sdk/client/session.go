@@ -248,10 +248,11 @@ func (s *Session) batchOf(tasks []Task) *griddpb.Batch {
 
 // settle records a SubmitAck.
 func (s *Session) settle(a *griddpb.SubmitAck) {
-	p := s.out.completeBatch(a)
-	if p == nil {
-		return
-	}
+	s.out.completeBatch(a, func(p *pendingBatch) { s.record(a, p) })
+}
+
+// record counts an acknowledged batch, before its waiters wake.
+func (s *Session) record(a *griddpb.SubmitAck, p *pendingBatch) {
 	s.acked.Add(1)
 	switch {
 	case a.GetCode() != 0:
