@@ -3214,6 +3214,406 @@ func (x *TransferLeadershipResponse) GetLeaderId() string {
 	return ""
 }
 
+// SharedDataHeader describes one level of a session's shared data. It opens
+// every upload (Set, Update) and every download (Get).
+type SharedDataHeader struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Set: 0 means level 1. Update: the new level, which must be higher than
+	// the current one; 0 means current + 1. Get: the level sent.
+	UpdateLevel int64 `protobuf:"varint,2,opt,name=update_level,json=updateLevel,proto3" json:"update_level,omitempty"`
+	// Time to live from the write, in milliseconds; 0 means the server's
+	// default; capped by the server's maximum. An Update renews it; a Get
+	// does not.
+	TtlMs int64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// Total payload bytes. Required on upload (the server checks its limit
+	// before taking any data); always set on download.
+	Size int64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// Idempotency key of an upload: a retry with the same key is answered
+	// with the first answer.
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// SHA-256 of the whole payload: optional on upload (checked when given),
+	// always set on download.
+	Sha256 []byte `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// On download: when the level expires (leader's clock, unix ms).
+	ExpiresUnixMs int64 `protobuf:"varint,7,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedDataHeader) Reset() {
+	*x = SharedDataHeader{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedDataHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedDataHeader) ProtoMessage() {}
+
+func (x *SharedDataHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedDataHeader.ProtoReflect.Descriptor instead.
+func (*SharedDataHeader) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SharedDataHeader) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SharedDataHeader) GetUpdateLevel() int64 {
+	if x != nil {
+		return x.UpdateLevel
+	}
+	return 0
+}
+
+func (x *SharedDataHeader) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *SharedDataHeader) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SharedDataHeader) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *SharedDataHeader) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *SharedDataHeader) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+// SharedDataChunk: the first message of a stream carries the header (and
+// may carry data); the following ones carry data only, in order. Chunks
+// are at most 1 MiB.
+type SharedDataChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *SharedDataHeader      `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedDataChunk) Reset() {
+	*x = SharedDataChunk{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedDataChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedDataChunk) ProtoMessage() {}
+
+func (x *SharedDataChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedDataChunk.ProtoReflect.Descriptor instead.
+func (*SharedDataChunk) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *SharedDataChunk) GetHeader() *SharedDataHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *SharedDataChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// SharedDataInfo answers an upload: the level now stored.
+type SharedDataInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	UpdateLevel   int64                  `protobuf:"varint,2,opt,name=update_level,json=updateLevel,proto3" json:"update_level,omitempty"`
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        []byte                 `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	ExpiresUnixMs int64                  `protobuf:"varint,5,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedDataInfo) Reset() {
+	*x = SharedDataInfo{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedDataInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedDataInfo) ProtoMessage() {}
+
+func (x *SharedDataInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedDataInfo.ProtoReflect.Descriptor instead.
+func (*SharedDataInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SharedDataInfo) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SharedDataInfo) GetUpdateLevel() int64 {
+	if x != nil {
+		return x.UpdateLevel
+	}
+	return 0
+}
+
+func (x *SharedDataInfo) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SharedDataInfo) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *SharedDataInfo) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+type GetSharedDataRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The level wanted; 0 means the latest. A level above the latest is
+	// FailedPrecondition (not written yet); a level no longer kept, or a
+	// session without shared data, is NotFound.
+	UpdateLevel int64 `protobuf:"varint,2,opt,name=update_level,json=updateLevel,proto3" json:"update_level,omitempty"`
+	// Node caches asking a peer: answer from the peer's memory only
+	// (NotFound on a miss), never from upstream.
+	LocalOnly     bool `protobuf:"varint,3,opt,name=local_only,json=localOnly,proto3" json:"local_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSharedDataRequest) Reset() {
+	*x = GetSharedDataRequest{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSharedDataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSharedDataRequest) ProtoMessage() {}
+
+func (x *GetSharedDataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSharedDataRequest.ProtoReflect.Descriptor instead.
+func (*GetSharedDataRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *GetSharedDataRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *GetSharedDataRequest) GetUpdateLevel() int64 {
+	if x != nil {
+		return x.UpdateLevel
+	}
+	return 0
+}
+
+func (x *GetSharedDataRequest) GetLocalOnly() bool {
+	if x != nil {
+		return x.LocalOnly
+	}
+	return false
+}
+
+type DeleteSharedDataRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSharedDataRequest) Reset() {
+	*x = DeleteSharedDataRequest{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSharedDataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSharedDataRequest) ProtoMessage() {}
+
+func (x *DeleteSharedDataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSharedDataRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSharedDataRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *DeleteSharedDataRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *DeleteSharedDataRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+type DeleteSharedDataResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the session had no shared data.
+	Deleted       bool `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSharedDataResponse) Reset() {
+	*x = DeleteSharedDataResponse{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSharedDataResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSharedDataResponse) ProtoMessage() {}
+
+func (x *DeleteSharedDataResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSharedDataResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSharedDataResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *DeleteSharedDataResponse) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
 var File_rpc_griddpb_gridd_proto protoreflect.FileDescriptor
 
 const file_rpc_griddpb_gridd_proto_rawDesc = "" +
@@ -3467,7 +3867,40 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x19TransferLeadershipRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"9\n" +
 	"\x1aTransferLeadershipResponse\x12\x1b\n" +
-	"\tleader_id\x18\x01 \x01(\tR\bleaderId*_\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"\xde\x01\n" +
+	"\x10SharedDataHeader\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12!\n" +
+	"\fupdate_level\x18\x02 \x01(\x03R\vupdateLevel\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\fR\x06sha256\x12&\n" +
+	"\x0fexpires_unix_ms\x18\a \x01(\x03R\rexpiresUnixMs\"Y\n" +
+	"\x0fSharedDataChunk\x122\n" +
+	"\x06header\x18\x01 \x01(\v2\x1a.gridd.v1.SharedDataHeaderR\x06header\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xa6\x01\n" +
+	"\x0eSharedDataInfo\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12!\n" +
+	"\fupdate_level\x18\x02 \x01(\x03R\vupdateLevel\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x05 \x01(\x03R\rexpiresUnixMs\"w\n" +
+	"\x14GetSharedDataRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12!\n" +
+	"\fupdate_level\x18\x02 \x01(\x03R\vupdateLevel\x12\x1d\n" +
+	"\n" +
+	"local_only\x18\x03 \x01(\bR\tlocalOnly\"W\n" +
+	"\x17DeleteSharedDataRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"4\n" +
+	"\x18DeleteSharedDataResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\bR\adeleted*_\n" +
 	"\fSessionState\x12\x1d\n" +
 	"\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SESSION_STATE_OPEN\x10\x01\x12\x18\n" +
@@ -3511,7 +3944,12 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x06Status\x12\x1e.gridd.v1.ClusterStatusRequest\x1a\x17.gridd.v1.ClusterStatus\x125\n" +
 	"\x04Join\x12\x15.gridd.v1.JoinRequest\x1a\x16.gridd.v1.JoinResponse\x12;\n" +
 	"\x06Remove\x12\x17.gridd.v1.RemoveRequest\x1a\x18.gridd.v1.RemoveResponse\x12_\n" +
-	"\x12TransferLeadership\x12#.gridd.v1.TransferLeadershipRequest\x1a$.gridd.v1.TransferLeadershipResponseB$Z\"github.com/gridd/gridd/rpc/griddpbb\x06proto3"
+	"\x12TransferLeadership\x12#.gridd.v1.TransferLeadershipRequest\x1a$.gridd.v1.TransferLeadershipResponse2\xc3\x02\n" +
+	"\x05Cache\x12F\n" +
+	"\rSetSharedData\x12\x19.gridd.v1.SharedDataChunk\x1a\x18.gridd.v1.SharedDataInfo(\x01\x12I\n" +
+	"\x10UpdateSharedData\x12\x19.gridd.v1.SharedDataChunk\x1a\x18.gridd.v1.SharedDataInfo(\x01\x12L\n" +
+	"\rGetSharedData\x12\x1e.gridd.v1.GetSharedDataRequest\x1a\x19.gridd.v1.SharedDataChunk0\x01\x12Y\n" +
+	"\x10DeleteSharedData\x12!.gridd.v1.DeleteSharedDataRequest\x1a\".gridd.v1.DeleteSharedDataResponseB$Z\"github.com/gridd/gridd/rpc/griddpbb\x06proto3"
 
 var (
 	file_rpc_griddpb_gridd_proto_rawDescOnce sync.Once
@@ -3526,7 +3964,7 @@ func file_rpc_griddpb_gridd_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_griddpb_gridd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_rpc_griddpb_gridd_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_rpc_griddpb_gridd_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_rpc_griddpb_gridd_proto_goTypes = []any{
 	(SessionState)(0),                  // 0: gridd.v1.SessionState
 	(WorkerState)(0),                   // 1: gridd.v1.WorkerState
@@ -3576,6 +4014,12 @@ var file_rpc_griddpb_gridd_proto_goTypes = []any{
 	(*RemoveResponse)(nil),             // 45: gridd.v1.RemoveResponse
 	(*TransferLeadershipRequest)(nil),  // 46: gridd.v1.TransferLeadershipRequest
 	(*TransferLeadershipResponse)(nil), // 47: gridd.v1.TransferLeadershipResponse
+	(*SharedDataHeader)(nil),           // 48: gridd.v1.SharedDataHeader
+	(*SharedDataChunk)(nil),            // 49: gridd.v1.SharedDataChunk
+	(*SharedDataInfo)(nil),             // 50: gridd.v1.SharedDataInfo
+	(*GetSharedDataRequest)(nil),       // 51: gridd.v1.GetSharedDataRequest
+	(*DeleteSharedDataRequest)(nil),    // 52: gridd.v1.DeleteSharedDataRequest
+	(*DeleteSharedDataResponse)(nil),   // 53: gridd.v1.DeleteSharedDataResponse
 }
 var file_rpc_griddpb_gridd_proto_depIdxs = []int32{
 	4,  // 0: gridd.v1.Session.attributes:type_name -> gridd.v1.SessionAttributes
@@ -3600,49 +4044,58 @@ var file_rpc_griddpb_gridd_proto_depIdxs = []int32{
 	37, // 19: gridd.v1.ListWorkersResponse.workers:type_name -> gridd.v1.WorkerInfo
 	39, // 20: gridd.v1.ClusterStatus.members:type_name -> gridd.v1.Member
 	41, // 21: gridd.v1.JoinResponse.status:type_name -> gridd.v1.ClusterStatus
-	7,  // 22: gridd.v1.Queue.CreateSession:input_type -> gridd.v1.CreateSessionRequest
-	9,  // 23: gridd.v1.Queue.UpdateSession:input_type -> gridd.v1.UpdateSessionRequest
-	10, // 24: gridd.v1.Queue.CloseSession:input_type -> gridd.v1.CloseSessionRequest
-	11, // 25: gridd.v1.Queue.GetSession:input_type -> gridd.v1.GetSessionRequest
-	12, // 26: gridd.v1.Queue.ListSessions:input_type -> gridd.v1.ListSessionsRequest
-	17, // 27: gridd.v1.Queue.ClientStream:input_type -> gridd.v1.ClientMessage
-	20, // 28: gridd.v1.Queue.ClientStreamDeadLetters:input_type -> gridd.v1.DeadLetterStreamRequest
-	22, // 29: gridd.v1.Queue.WorkerUpdate:input_type -> gridd.v1.WorkerStatus
-	24, // 30: gridd.v1.Queue.WorkerStream:input_type -> gridd.v1.WorkerStreamMessage
-	25, // 31: gridd.v1.Queue.ListDeadLetters:input_type -> gridd.v1.ListDeadLettersRequest
-	27, // 32: gridd.v1.Queue.RetryDeadLetters:input_type -> gridd.v1.RetryDeadLettersRequest
-	29, // 33: gridd.v1.Queue.PurgeDeadLetters:input_type -> gridd.v1.PurgeDeadLettersRequest
-	36, // 34: gridd.v1.Queue.ListWorkers:input_type -> gridd.v1.ListWorkersRequest
-	31, // 35: gridd.v1.Queue.CancelTasks:input_type -> gridd.v1.CancelTasksRequest
-	33, // 36: gridd.v1.Queue.GetTasks:input_type -> gridd.v1.GetTasksRequest
-	40, // 37: gridd.v1.Cluster.Status:input_type -> gridd.v1.ClusterStatusRequest
-	42, // 38: gridd.v1.Cluster.Join:input_type -> gridd.v1.JoinRequest
-	44, // 39: gridd.v1.Cluster.Remove:input_type -> gridd.v1.RemoveRequest
-	46, // 40: gridd.v1.Cluster.TransferLeadership:input_type -> gridd.v1.TransferLeadershipRequest
-	6,  // 41: gridd.v1.Queue.CreateSession:output_type -> gridd.v1.Session
-	6,  // 42: gridd.v1.Queue.UpdateSession:output_type -> gridd.v1.Session
-	6,  // 43: gridd.v1.Queue.CloseSession:output_type -> gridd.v1.Session
-	6,  // 44: gridd.v1.Queue.GetSession:output_type -> gridd.v1.Session
-	13, // 45: gridd.v1.Queue.ListSessions:output_type -> gridd.v1.ListSessionsResponse
-	19, // 46: gridd.v1.Queue.ClientStream:output_type -> gridd.v1.ServerMessage
-	21, // 47: gridd.v1.Queue.ClientStreamDeadLetters:output_type -> gridd.v1.DeadLetterBatch
-	23, // 48: gridd.v1.Queue.WorkerUpdate:output_type -> gridd.v1.Instruction
-	15, // 49: gridd.v1.Queue.WorkerStream:output_type -> gridd.v1.Batch
-	26, // 50: gridd.v1.Queue.ListDeadLetters:output_type -> gridd.v1.ListDeadLettersResponse
-	28, // 51: gridd.v1.Queue.RetryDeadLetters:output_type -> gridd.v1.RetryDeadLettersResponse
-	30, // 52: gridd.v1.Queue.PurgeDeadLetters:output_type -> gridd.v1.PurgeDeadLettersResponse
-	38, // 53: gridd.v1.Queue.ListWorkers:output_type -> gridd.v1.ListWorkersResponse
-	32, // 54: gridd.v1.Queue.CancelTasks:output_type -> gridd.v1.CancelTasksResponse
-	35, // 55: gridd.v1.Queue.GetTasks:output_type -> gridd.v1.GetTasksResponse
-	41, // 56: gridd.v1.Cluster.Status:output_type -> gridd.v1.ClusterStatus
-	43, // 57: gridd.v1.Cluster.Join:output_type -> gridd.v1.JoinResponse
-	45, // 58: gridd.v1.Cluster.Remove:output_type -> gridd.v1.RemoveResponse
-	47, // 59: gridd.v1.Cluster.TransferLeadership:output_type -> gridd.v1.TransferLeadershipResponse
-	41, // [41:60] is the sub-list for method output_type
-	22, // [22:41] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	48, // 22: gridd.v1.SharedDataChunk.header:type_name -> gridd.v1.SharedDataHeader
+	7,  // 23: gridd.v1.Queue.CreateSession:input_type -> gridd.v1.CreateSessionRequest
+	9,  // 24: gridd.v1.Queue.UpdateSession:input_type -> gridd.v1.UpdateSessionRequest
+	10, // 25: gridd.v1.Queue.CloseSession:input_type -> gridd.v1.CloseSessionRequest
+	11, // 26: gridd.v1.Queue.GetSession:input_type -> gridd.v1.GetSessionRequest
+	12, // 27: gridd.v1.Queue.ListSessions:input_type -> gridd.v1.ListSessionsRequest
+	17, // 28: gridd.v1.Queue.ClientStream:input_type -> gridd.v1.ClientMessage
+	20, // 29: gridd.v1.Queue.ClientStreamDeadLetters:input_type -> gridd.v1.DeadLetterStreamRequest
+	22, // 30: gridd.v1.Queue.WorkerUpdate:input_type -> gridd.v1.WorkerStatus
+	24, // 31: gridd.v1.Queue.WorkerStream:input_type -> gridd.v1.WorkerStreamMessage
+	25, // 32: gridd.v1.Queue.ListDeadLetters:input_type -> gridd.v1.ListDeadLettersRequest
+	27, // 33: gridd.v1.Queue.RetryDeadLetters:input_type -> gridd.v1.RetryDeadLettersRequest
+	29, // 34: gridd.v1.Queue.PurgeDeadLetters:input_type -> gridd.v1.PurgeDeadLettersRequest
+	36, // 35: gridd.v1.Queue.ListWorkers:input_type -> gridd.v1.ListWorkersRequest
+	31, // 36: gridd.v1.Queue.CancelTasks:input_type -> gridd.v1.CancelTasksRequest
+	33, // 37: gridd.v1.Queue.GetTasks:input_type -> gridd.v1.GetTasksRequest
+	40, // 38: gridd.v1.Cluster.Status:input_type -> gridd.v1.ClusterStatusRequest
+	42, // 39: gridd.v1.Cluster.Join:input_type -> gridd.v1.JoinRequest
+	44, // 40: gridd.v1.Cluster.Remove:input_type -> gridd.v1.RemoveRequest
+	46, // 41: gridd.v1.Cluster.TransferLeadership:input_type -> gridd.v1.TransferLeadershipRequest
+	49, // 42: gridd.v1.Cache.SetSharedData:input_type -> gridd.v1.SharedDataChunk
+	49, // 43: gridd.v1.Cache.UpdateSharedData:input_type -> gridd.v1.SharedDataChunk
+	51, // 44: gridd.v1.Cache.GetSharedData:input_type -> gridd.v1.GetSharedDataRequest
+	52, // 45: gridd.v1.Cache.DeleteSharedData:input_type -> gridd.v1.DeleteSharedDataRequest
+	6,  // 46: gridd.v1.Queue.CreateSession:output_type -> gridd.v1.Session
+	6,  // 47: gridd.v1.Queue.UpdateSession:output_type -> gridd.v1.Session
+	6,  // 48: gridd.v1.Queue.CloseSession:output_type -> gridd.v1.Session
+	6,  // 49: gridd.v1.Queue.GetSession:output_type -> gridd.v1.Session
+	13, // 50: gridd.v1.Queue.ListSessions:output_type -> gridd.v1.ListSessionsResponse
+	19, // 51: gridd.v1.Queue.ClientStream:output_type -> gridd.v1.ServerMessage
+	21, // 52: gridd.v1.Queue.ClientStreamDeadLetters:output_type -> gridd.v1.DeadLetterBatch
+	23, // 53: gridd.v1.Queue.WorkerUpdate:output_type -> gridd.v1.Instruction
+	15, // 54: gridd.v1.Queue.WorkerStream:output_type -> gridd.v1.Batch
+	26, // 55: gridd.v1.Queue.ListDeadLetters:output_type -> gridd.v1.ListDeadLettersResponse
+	28, // 56: gridd.v1.Queue.RetryDeadLetters:output_type -> gridd.v1.RetryDeadLettersResponse
+	30, // 57: gridd.v1.Queue.PurgeDeadLetters:output_type -> gridd.v1.PurgeDeadLettersResponse
+	38, // 58: gridd.v1.Queue.ListWorkers:output_type -> gridd.v1.ListWorkersResponse
+	32, // 59: gridd.v1.Queue.CancelTasks:output_type -> gridd.v1.CancelTasksResponse
+	35, // 60: gridd.v1.Queue.GetTasks:output_type -> gridd.v1.GetTasksResponse
+	41, // 61: gridd.v1.Cluster.Status:output_type -> gridd.v1.ClusterStatus
+	43, // 62: gridd.v1.Cluster.Join:output_type -> gridd.v1.JoinResponse
+	45, // 63: gridd.v1.Cluster.Remove:output_type -> gridd.v1.RemoveResponse
+	47, // 64: gridd.v1.Cluster.TransferLeadership:output_type -> gridd.v1.TransferLeadershipResponse
+	50, // 65: gridd.v1.Cache.SetSharedData:output_type -> gridd.v1.SharedDataInfo
+	50, // 66: gridd.v1.Cache.UpdateSharedData:output_type -> gridd.v1.SharedDataInfo
+	49, // 67: gridd.v1.Cache.GetSharedData:output_type -> gridd.v1.SharedDataChunk
+	53, // 68: gridd.v1.Cache.DeleteSharedData:output_type -> gridd.v1.DeleteSharedDataResponse
+	46, // [46:69] is the sub-list for method output_type
+	23, // [23:46] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_rpc_griddpb_gridd_proto_init() }
@@ -3668,9 +4121,9 @@ func file_rpc_griddpb_gridd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_griddpb_gridd_proto_rawDesc), len(file_rpc_griddpb_gridd_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   44,
+			NumMessages:   50,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_rpc_griddpb_gridd_proto_goTypes,
 		DependencyIndexes: file_rpc_griddpb_gridd_proto_depIdxs,

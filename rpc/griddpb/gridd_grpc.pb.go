@@ -884,3 +884,217 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "rpc/griddpb/gridd.proto",
 }
+
+const (
+	Cache_SetSharedData_FullMethodName    = "/gridd.v1.Cache/SetSharedData"
+	Cache_UpdateSharedData_FullMethodName = "/gridd.v1.Cache/UpdateSharedData"
+	Cache_GetSharedData_FullMethodName    = "/gridd.v1.Cache/GetSharedData"
+	Cache_DeleteSharedData_FullMethodName = "/gridd.v1.Cache/DeleteSharedData"
+)
+
+// CacheClient is the client API for Cache service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type CacheClient interface {
+	// Stores the first level of a session's shared data; AlreadyExists if the
+	// session has some.
+	SetSharedData(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SharedDataChunk, SharedDataInfo], error)
+	// Stores a new, higher level.
+	UpdateSharedData(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SharedDataChunk, SharedDataInfo], error)
+	// Streams one level: a header, then the data in chunks.
+	GetSharedData(ctx context.Context, in *GetSharedDataRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SharedDataChunk], error)
+	DeleteSharedData(ctx context.Context, in *DeleteSharedDataRequest, opts ...grpc.CallOption) (*DeleteSharedDataResponse, error)
+}
+
+type cacheClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCacheClient(cc grpc.ClientConnInterface) CacheClient {
+	return &cacheClient{cc}
+}
+
+func (c *cacheClient) SetSharedData(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SharedDataChunk, SharedDataInfo], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Cache_ServiceDesc.Streams[0], Cache_SetSharedData_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SharedDataChunk, SharedDataInfo]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cache_SetSharedDataClient = grpc.ClientStreamingClient[SharedDataChunk, SharedDataInfo]
+
+func (c *cacheClient) UpdateSharedData(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SharedDataChunk, SharedDataInfo], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Cache_ServiceDesc.Streams[1], Cache_UpdateSharedData_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SharedDataChunk, SharedDataInfo]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cache_UpdateSharedDataClient = grpc.ClientStreamingClient[SharedDataChunk, SharedDataInfo]
+
+func (c *cacheClient) GetSharedData(ctx context.Context, in *GetSharedDataRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SharedDataChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Cache_ServiceDesc.Streams[2], Cache_GetSharedData_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GetSharedDataRequest, SharedDataChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cache_GetSharedDataClient = grpc.ServerStreamingClient[SharedDataChunk]
+
+func (c *cacheClient) DeleteSharedData(ctx context.Context, in *DeleteSharedDataRequest, opts ...grpc.CallOption) (*DeleteSharedDataResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSharedDataResponse)
+	err := c.cc.Invoke(ctx, Cache_DeleteSharedData_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CacheServer is the server API for Cache service.
+// All implementations must embed UnimplementedCacheServer
+// for forward compatibility.
+type CacheServer interface {
+	// Stores the first level of a session's shared data; AlreadyExists if the
+	// session has some.
+	SetSharedData(grpc.ClientStreamingServer[SharedDataChunk, SharedDataInfo]) error
+	// Stores a new, higher level.
+	UpdateSharedData(grpc.ClientStreamingServer[SharedDataChunk, SharedDataInfo]) error
+	// Streams one level: a header, then the data in chunks.
+	GetSharedData(*GetSharedDataRequest, grpc.ServerStreamingServer[SharedDataChunk]) error
+	DeleteSharedData(context.Context, *DeleteSharedDataRequest) (*DeleteSharedDataResponse, error)
+	mustEmbedUnimplementedCacheServer()
+}
+
+// UnimplementedCacheServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCacheServer struct{}
+
+func (UnimplementedCacheServer) SetSharedData(grpc.ClientStreamingServer[SharedDataChunk, SharedDataInfo]) error {
+	return status.Errorf(codes.Unimplemented, "method SetSharedData not implemented")
+}
+func (UnimplementedCacheServer) UpdateSharedData(grpc.ClientStreamingServer[SharedDataChunk, SharedDataInfo]) error {
+	return status.Errorf(codes.Unimplemented, "method UpdateSharedData not implemented")
+}
+func (UnimplementedCacheServer) GetSharedData(*GetSharedDataRequest, grpc.ServerStreamingServer[SharedDataChunk]) error {
+	return status.Errorf(codes.Unimplemented, "method GetSharedData not implemented")
+}
+func (UnimplementedCacheServer) DeleteSharedData(context.Context, *DeleteSharedDataRequest) (*DeleteSharedDataResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteSharedData not implemented")
+}
+func (UnimplementedCacheServer) mustEmbedUnimplementedCacheServer() {}
+func (UnimplementedCacheServer) testEmbeddedByValue()               {}
+
+// UnsafeCacheServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CacheServer will
+// result in compilation errors.
+type UnsafeCacheServer interface {
+	mustEmbedUnimplementedCacheServer()
+}
+
+func RegisterCacheServer(s grpc.ServiceRegistrar, srv CacheServer) {
+	// If the following call pancis, it indicates UnimplementedCacheServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Cache_ServiceDesc, srv)
+}
+
+func _Cache_SetSharedData_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CacheServer).SetSharedData(&grpc.GenericServerStream[SharedDataChunk, SharedDataInfo]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cache_SetSharedDataServer = grpc.ClientStreamingServer[SharedDataChunk, SharedDataInfo]
+
+func _Cache_UpdateSharedData_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CacheServer).UpdateSharedData(&grpc.GenericServerStream[SharedDataChunk, SharedDataInfo]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cache_UpdateSharedDataServer = grpc.ClientStreamingServer[SharedDataChunk, SharedDataInfo]
+
+func _Cache_GetSharedData_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GetSharedDataRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CacheServer).GetSharedData(m, &grpc.GenericServerStream[GetSharedDataRequest, SharedDataChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cache_GetSharedDataServer = grpc.ServerStreamingServer[SharedDataChunk]
+
+func _Cache_DeleteSharedData_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSharedDataRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CacheServer).DeleteSharedData(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cache_DeleteSharedData_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CacheServer).DeleteSharedData(ctx, req.(*DeleteSharedDataRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Cache_ServiceDesc is the grpc.ServiceDesc for Cache service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Cache_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "gridd.v1.Cache",
+	HandlerType: (*CacheServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "DeleteSharedData",
+			Handler:    _Cache_DeleteSharedData_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "SetSharedData",
+			Handler:       _Cache_SetSharedData_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "UpdateSharedData",
+			Handler:       _Cache_UpdateSharedData_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "GetSharedData",
+			Handler:       _Cache_GetSharedData_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "rpc/griddpb/gridd.proto",
+}
