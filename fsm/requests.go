@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gridd/gridd/queue"
 )
@@ -67,6 +68,12 @@ type answer struct {
 	msg     string
 	seq     uint64
 	count   uint32 // CancelTasks, RetryDeadLetters: the count answered
+	// info is the session a successful session command answered. A repeat
+	// must get this answer, not the session as it is now: after a later
+	// update by another client, "now" would answer the repeat with a
+	// priority it never wrote, which no order of the two operations
+	// explains (found by the jepsen sessions checker).
+	info *SessionInfo
 }
 
 // requestCache remembers the answers to the most recent idempotency keys.
@@ -112,8 +119,14 @@ func (f *FSM) keyed(key, sessionID string, run func() Response) Response {
 	}
 	r := run()
 	kind, msg := kindOf(r.Err)
-	st.requests.put(key, answer{session: sessionID, kind: kind, msg: msg, seq: st.seq(),
-		count: uint32(r.Cancelled + r.Requeued)})
+	a := answer{session: sessionID, kind: kind, msg: msg, seq: st.seq(),
+		count: uint32(r.Cancelled + r.Requeued)}
+	if r.Err == nil && r.Session != nil {
+		info := *r.Session
+		info.Attrs.Tags = slices.Clone(info.Attrs.Tags)
+		a.info = &info
+	}
+	st.requests.put(key, a)
 	return r
 }
 
@@ -125,6 +138,12 @@ func (f *FSM) replay(a answer) Response {
 	// Only one of the counts is meaningful for any command kind; the
 	// handler of that kind reads its own.
 	r := Response{Cancelled: int(a.count), Requeued: int(a.count)}
+	if a.info != nil {
+		info := *a.info
+		info.Attrs.Tags = slices.Clone(info.Attrs.Tags)
+		r.Session = &info
+		return r
+	}
 	if s, ok := f.st.sessions[a.session]; ok {
 		info := s.info()
 		r.Session = &info

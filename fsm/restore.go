@@ -432,8 +432,23 @@ func (b *builder) request(r *fsmpb.RequestRecord) error {
 		}
 	}
 	b.lastReqSeq = r.GetSeq()
-	b.st.requests.put(key, answer{session: r.GetSessionId(), kind: kind, msg: r.GetErrMessage(), seq: r.GetSeq(),
-		count: r.GetCount()})
+	a := answer{session: r.GetSessionId(), kind: kind, msg: r.GetErrMessage(), seq: r.GetSeq(),
+		count: r.GetCount()}
+	if sr := r.GetSession(); sr != nil {
+		if kind != kindNone || sr.GetId() != a.session {
+			return fmt.Errorf("request %q: answered session %q with error kind %d for session %q",
+				key, sr.GetId(), kind, a.session)
+		}
+		a.info = &SessionInfo{
+			ID: sr.GetId(), App: sr.GetApp(), Attrs: attrsFromProto(sr.GetAttrs()), Closed: sr.GetClosed(),
+			CreatedUnixMs: sr.GetCreatedUnixMs(), UpdatedUnixMs: sr.GetUpdatedUnixMs(),
+			Submitted: sr.GetSubmitted(), Completed: sr.GetCompleted(), DeadLettered: sr.GetDeadLettered(),
+			Retried: sr.GetRetried(), Cancelled: sr.GetCancelled(), TimedOut: sr.GetTimedOut(),
+			Pending: r.GetPending(), Retrying: r.GetRetrying(), ResultsUnacked: r.GetResultsUnacked(),
+			DeadLettersUnacked: r.GetDeadLettersUnacked(),
+		}
+	}
+	b.st.requests.put(key, a)
 	return nil
 }
 

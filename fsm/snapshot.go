@@ -108,6 +108,8 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		rw.write(&fsmpb.Record{Rec: &fsmpb.Record_Request{Request: &fsmpb.RequestRecord{
 			RequestId: r.key, SessionId: r.a.session, ErrKind: int32(r.a.kind),
 			ErrMessage: r.a.msg, Seq: r.a.seq, Count: r.a.count,
+			Session: infoRecord(r.a.info), Pending: infoCount(r.a.info, 0), Retrying: infoCount(r.a.info, 1),
+			ResultsUnacked: infoCount(r.a.info, 2), DeadLettersUnacked: infoCount(r.a.info, 3),
 		}}})
 	}
 	for _, m := range s.members {
@@ -257,4 +259,26 @@ func (f *FSM) Hash() string {
 		panic(fmt.Sprintf("fsm: hash: %v", err))
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// infoRecord is the snapshot form of a remembered answer's session, or nil.
+func infoRecord(i *SessionInfo) *fsmpb.SessionRecord {
+	if i == nil {
+		return nil
+	}
+	return &fsmpb.SessionRecord{
+		Id: i.ID, App: i.App, Attrs: attrsToProto(i.Attrs), Closed: i.Closed,
+		CreatedUnixMs: i.CreatedUnixMs, UpdatedUnixMs: i.UpdatedUnixMs,
+		Submitted: i.Submitted, Completed: i.Completed, DeadLettered: i.DeadLettered,
+		Retried: i.Retried, Cancelled: i.Cancelled, TimedOut: i.TimedOut,
+	}
+}
+
+// infoCount returns one of the derived counts of a remembered answer's
+// session: 0 pending, 1 retrying, 2 results unacked, 3 dead letters unacked.
+func infoCount(i *SessionInfo, which int) uint64 {
+	if i == nil {
+		return 0
+	}
+	return [...]uint64{i.Pending, i.Retrying, i.ResultsUnacked, i.DeadLettersUnacked}[which]
 }

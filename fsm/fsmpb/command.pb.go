@@ -1942,9 +1942,17 @@ type RequestRecord struct {
 	Seq uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Commands that answer a count (tasks cancelled, dead letters retried):
 	// the count of the first application.
-	Count         uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Count uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// Session commands that succeeded: the session as the first application
+	// answered it, so that a repeat gets that same answer (linearizable)
+	// rather than the session's state at the time of the repeat.
+	Session            *SessionRecord `protobuf:"bytes,7,opt,name=session,proto3" json:"session,omitempty"`
+	Pending            uint64         `protobuf:"varint,8,opt,name=pending,proto3" json:"pending,omitempty"`
+	Retrying           uint64         `protobuf:"varint,9,opt,name=retrying,proto3" json:"retrying,omitempty"`
+	ResultsUnacked     uint64         `protobuf:"varint,10,opt,name=results_unacked,json=resultsUnacked,proto3" json:"results_unacked,omitempty"`
+	DeadLettersUnacked uint64         `protobuf:"varint,11,opt,name=dead_letters_unacked,json=deadLettersUnacked,proto3" json:"dead_letters_unacked,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *RequestRecord) Reset() {
@@ -2015,6 +2023,41 @@ func (x *RequestRecord) GetSeq() uint64 {
 func (x *RequestRecord) GetCount() uint32 {
 	if x != nil {
 		return x.Count
+	}
+	return 0
+}
+
+func (x *RequestRecord) GetSession() *SessionRecord {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *RequestRecord) GetPending() uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *RequestRecord) GetRetrying() uint64 {
+	if x != nil {
+		return x.Retrying
+	}
+	return 0
+}
+
+func (x *RequestRecord) GetResultsUnacked() uint64 {
+	if x != nil {
+		return x.ResultsUnacked
+	}
+	return 0
+}
+
+func (x *RequestRecord) GetDeadLettersUnacked() uint64 {
+	if x != nil {
+		return x.DeadLettersUnacked
 	}
 	return 0
 }
@@ -2248,7 +2291,7 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x16\n" +
 	"\x06errors\x18\x04 \x03(\tR\x06errors\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x1a\n" +
-	"\battempts\x18\x06 \x01(\x05R\battempts\"\xb1\x01\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\"\xf9\x02\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -2258,7 +2301,13 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\verr_message\x18\x04 \x01(\tR\n" +
 	"errMessage\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05count\x18\x06 \x01(\rR\x05count\"C\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\x125\n" +
+	"\asession\x18\a \x01(\v2\x1b.gridd.fsm.v1.SessionRecordR\asession\x12\x18\n" +
+	"\apending\x18\b \x01(\x04R\apending\x12\x1a\n" +
+	"\bretrying\x18\t \x01(\x04R\bretrying\x12'\n" +
+	"\x0fresults_unacked\x18\n" +
+	" \x01(\x04R\x0eresultsUnacked\x120\n" +
+	"\x14dead_letters_unacked\x18\v \x01(\x04R\x12deadLettersUnacked\"C\n" +
 	"\x0fSnapshotTrailer\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\x12\x16\n" +
 	"\x06crc32c\x18\x02 \x01(\rR\x06crc32c*\xc3\x01\n" +
@@ -2335,11 +2384,12 @@ var file_fsm_fsmpb_command_proto_depIdxs = []int32{
 	22, // 21: gridd.fsm.v1.Record.trailer:type_name -> gridd.fsm.v1.SnapshotTrailer
 	2,  // 22: gridd.fsm.v1.SessionRecord.attrs:type_name -> gridd.fsm.v1.SessionAttrs
 	0,  // 23: gridd.fsm.v1.TaskRecord.state:type_name -> gridd.fsm.v1.TaskState
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	17, // 24: gridd.fsm.v1.RequestRecord.session:type_name -> gridd.fsm.v1.SessionRecord
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_fsm_fsmpb_command_proto_init() }

@@ -38,11 +38,16 @@ const (
 	// A follower stopped and its raft.db damaged: it must refuse to start;
 	// the heal wipes its data dir and it rejoins from a snapshot.
 	CorruptFollower Kind = "corrupt-follower"
+	// The leader stops hearing from the other nodes while they still hear
+	// it (packets from them dropped on its side only): an asymmetric
+	// partition. It must step down for want of acknowledgements, and its
+	// election attempts must not depose the leader the others elect.
+	OneWayLeader Kind = "oneway-leader"
 )
 
 // AllKinds lists every fault, in a fixed order the schedule shuffles.
 var AllKinds = []Kind{KillLeader, KillRandom, PauseLeader, PartitionLeader, PartitionRandom, KillAll, RemoveNode,
-	KillWorker, CorruptFollower}
+	KillWorker, CorruptFollower, OneWayLeader}
 
 // ParseKinds parses a comma-separated list of fault names ("all" for every one).
 func ParseKinds(s string) ([]Kind, error) {
@@ -169,7 +174,7 @@ type Fault struct {
 func (d *Docker) Inject(ctx context.Context, st Step) (*Fault, error) {
 	target := func() (string, error) {
 		switch st.Kind {
-		case KillLeader, PauseLeader, PartitionLeader:
+		case KillLeader, PauseLeader, PartitionLeader, OneWayLeader:
 			id, err := d.Leader(ctx)
 			if err != nil {
 				return "", fmt.Errorf("nemesis: find the leader: %w", err)
@@ -209,7 +214,13 @@ func (d *Docker) Inject(ctx context.Context, st Step) (*Fault, error) {
 		if err != nil {
 			return nil, err
 		}
-		return d.isolate(ctx, st.Kind, id)
+		return d.isolate(ctx, st.Kind, id, false)
+	case OneWayLeader:
+		id, err := target()
+		if err != nil {
+			return nil, err
+		}
+		return d.isolate(ctx, st.Kind, id, true)
 	case RemoveNode:
 		return d.removeNode(ctx, st)
 	case KillWorker:
@@ -252,9 +263,10 @@ func (d *Docker) ip(ctx context.Context, id string) (string, error) {
 }
 
 // isolate drops every packet between id and the other nodes, with iptables
-// rules in id's network namespace. The host (clients, workers) still
-// reaches it through the published port: only the Raft peers are cut off.
-func (d *Docker) isolate(ctx context.Context, k Kind, id string) (*Fault, error) {
+// rules in id's network namespace; with inboundOnly, only the packets from
+// them (id still reaches them). The host (clients, workers) still reaches
+// it through the published port: only the Raft peers are cut off.
+func (d *Docker) isolate(ctx context.Context, k Kind, id string, inboundOnly bool) (*Fault, error) {
 	pid, err := d.inspect(ctx, d.Containers[id], "{{.State.Pid}}")
 	if err != nil || pid == "" || pid == "0" {
 		return nil, fmt.Errorf("nemesis: pid of %s: %q: %w", id, pid, err)
@@ -268,7 +280,10 @@ func (d *Docker) isolate(ctx context.Context, k Kind, id string) (*Fault, error)
 		if err != nil {
 			return nil, err
 		}
-		rules = append(rules, []string{"INPUT", "-s", ip, "-j", "DROP"}, []string{"OUTPUT", "-d", ip, "-j", "DROP"})
+		rules = append(rules, []string{"INPUT", "-s", ip, "-j", "DROP"})
+		if !inboundOnly {
+			rules = append(rules, []string{"OUTPUT", "-d", ip, "-j", "DROP"})
+		}
 	}
 	ipt := func(ctx context.Context, op string, rule []string) error {
 		args := append([]string{"-t", pid, "-n", "iptables", "-w", op}, rule...)

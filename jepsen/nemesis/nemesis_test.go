@@ -77,6 +77,13 @@ func TestInjectAndHeal(t *testing.T) {
 			"nsenter -t 4242 -n iptables -w -D INPUT -s 10.0.0.3 -j DROP",
 			"nsenter -t 4242 -n iptables -w -D OUTPUT -d 10.0.0.3 -j DROP",
 		}, []string{"n2"}},
+		{Step{Kind: OneWayLeader}, []string{
+			"nsenter -t 4242 -n iptables -w -I INPUT -s 10.0.0.1 -j DROP",
+			"nsenter -t 4242 -n iptables -w -I INPUT -s 10.0.0.3 -j DROP",
+		}, []string{
+			"nsenter -t 4242 -n iptables -w -D INPUT -s 10.0.0.1 -j DROP",
+			"nsenter -t 4242 -n iptables -w -D INPUT -s 10.0.0.3 -j DROP",
+		}, []string{"n2"}},
 	}
 	for _, c := range cases {
 		t.Run(string(c.st.Kind), func(t *testing.T) {
