@@ -15,55 +15,76 @@ import (
 // already a voter at that address only repairs the member table; the same
 // id at a new address, or another id at that address, is replaced.
 func (n *Node) Join(ctx context.Context, id, raftAddr, grpcAddr string) error {
+	_, err := n.JoinFresh(ctx, id, raftAddr, grpcAddr, false)
+	return err
+}
+
+// JoinFresh is Join for a node that may have lost its Raft state: with
+// fresh set (the node started with no state: AwaitingAdmission), a voter
+// of that id and address is first removed and then added again, so that
+// the votes and entries it forgot no longer count. It returns the index of
+// the configuration entry that (re-)added the node, which the node must
+// hold before it votes (Admit), or 0 when nothing had to change.
+func (n *Node) JoinFresh(ctx context.Context, id, raftAddr, grpcAddr string, fresh bool) (uint64, error) {
 	if id == "" || raftAddr == "" {
-		return errors.New("cluster: join: id and raft address are required")
+		return 0, errors.New("cluster: join: id and raft address are required")
 	}
 	leave, err := n.enter()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer leave()
 	ctx, cancel := n.raftCtx(ctx)
 	defer cancel()
 	conf, index, err := n.configuration(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	present := false
+	added := uint64(0)
 	for _, s := range conf.Servers {
 		sameID, sameAddr := string(s.ID) == id, string(s.Address) == raftAddr
 		switch {
+		case sameID && sameAddr && fresh:
+			if id == n.cfg.ID {
+				return 0, fmt.Errorf("cluster: join %s: the leader itself cannot rejoin with no state", id)
+			}
+			n.log.Warn("a voter rejoins with no Raft state (wiped data dir?): removing it before adding it back", "id", id)
+			if err := n.removeServer(ctx, id); err != nil {
+				return 0, err
+			}
 		case sameID && sameAddr:
 			present = s.Suffrage == raft.Voter // AddVoter promotes a non-voter
 		case sameID || sameAddr:
 			if string(s.ID) == n.cfg.ID {
-				return fmt.Errorf("cluster: join %s at %s: conflicts with the leader %s at %s", id, raftAddr, s.ID, s.Address)
+				return 0, fmt.Errorf("cluster: join %s at %s: conflicts with the leader %s at %s", id, raftAddr, s.ID, s.Address)
 			}
 			n.log.Info("join replaces a server", "old_id", s.ID, "old_addr", s.Address, "id", id, "addr", raftAddr)
 			if err := n.removeServer(ctx, string(s.ID)); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
 	if !present {
 		timeout, err := submitTimeout(ctx)
 		if err != nil {
-			return fmt.Errorf("cluster: join %s: %w", id, err)
+			return 0, fmt.Errorf("cluster: join %s: %w", id, err)
 		}
 		fut := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, timeout)
 		if err := n.await(ctx, fut); err != nil {
-			return writeErr("join "+id, err)
+			return 0, writeErr("join "+id, err)
 		}
 		index = fut.Index()
+		added = index
 		n.log.Info("added voter", "id", id, "addr", raftAddr, "index", index)
 	}
 	want := fsm.Member{ID: id, RaftAddr: raftAddr, GRPCAddr: grpcAddr}
 	if n.hasMember(want) {
-		return nil
+		return added, nil
 	}
 	// The configuration index makes the key stable across retries of this
 	// join, yet distinct from a later join with the same addresses.
-	return n.setMember(ctx, want, fmt.Sprintf("cluster/join/%s/%s/%s/%d", id, raftAddr, grpcAddr, index))
+	return added, n.setMember(ctx, want, fmt.Sprintf("cluster/join/%s/%s/%s/%d", id, raftAddr, grpcAddr, index))
 }
 
 // Remove takes the node id out of the Raft configuration and the member

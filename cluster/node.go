@@ -35,13 +35,16 @@ var (
 // Node is one member of the Raft cluster. All methods are safe for
 // concurrent use.
 type Node struct {
-	cfg       Config
-	log       *slog.Logger
-	fsm       *fsm.FSM
-	raft      *raft.Raft
-	store     *raftboltdb.BoltStore
-	trans     *raft.NetworkTransport
-	stream    *streamLayer
+	cfg    Config
+	log    *slog.Logger
+	fsm    *fsm.FSM
+	raft   *raft.Raft
+	store  *raftboltdb.BoltStore
+	trans  *raft.NetworkTransport
+	stream *streamLayer
+	// gated is the transport Raft uses, which refuses votes while the node
+	// awaits admission (see admission.go).
+	gated     *gatedTransport
 	advertise string
 
 	notifyCh chan bool     // raft -> watchLeadership
@@ -91,6 +94,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 			_ = n.raft.Shutdown().Error()
 		}
 		_ = n.closeResources()
+		close(n.stop)
 		return nil, err
 	}
 	n.watchWG.Add(1)
@@ -137,7 +141,19 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("cluster: log cache: %w", err)
 	}
-	if n.raft, err = raft.NewRaft(rc, adapter, logs, n.store, snaps, n.trans); err != nil {
+	marker := filepath.Join(cfg.DataDir, admissionMarker)
+	if !hasState && !cfg.Bootstrap {
+		if err := writeMarker(cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	_, statErr := os.Stat(marker)
+	awaiting := statErr == nil
+	if awaiting {
+		n.log.Info("no Raft state of this node's own yet: it neither votes nor asks for votes until the leader has (re-)added it")
+	}
+	n.gated = newGatedTransport(n.trans, !awaiting, n.stop)
+	if n.raft, err = raft.NewRaft(rc, adapter, logs, n.store, snaps, n.gated); err != nil {
 		return fmt.Errorf("cluster: start raft on %s: %w", cfg.DataDir, err)
 	}
 	if hasState || !cfg.Bootstrap {

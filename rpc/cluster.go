@@ -59,10 +59,11 @@ func (c *clusterServer) Join(ctx context.Context, req *griddpb.JoinRequest) (*gr
 	if err := validateID("node", req.Id); err != nil {
 		return nil, toStatus(err)
 	}
-	if err := c.s.node.Join(ctx, req.Id, req.RaftAddr, req.GrpcAddr); err != nil {
+	idx, err := c.s.node.JoinFresh(ctx, req.Id, req.RaftAddr, req.GrpcAddr, req.Fresh)
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &griddpb.JoinResponse{Status: statusPB(c.s.node.Status(), c.s.node)}, nil
+	return &griddpb.JoinResponse{Status: statusPB(c.s.node.Status(), c.s.node), AdmittedIndex: idx}, nil
 }
 
 func (c *clusterServer) Remove(ctx context.Context, req *griddpb.RemoveRequest) (*griddpb.RemoveResponse, error) {

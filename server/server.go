@@ -196,10 +196,22 @@ func (s *Server) joinVia(ctx context.Context, addr, grpcAddr string) error {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = griddpb.NewClusterClient(conn).Join(ctx, &griddpb.JoinRequest{
-		Id: s.cfg.ID, RaftAddr: s.node.RaftAddr(), GrpcAddr: grpcAddr,
+	fresh := s.node.AwaitingAdmission()
+	resp, err := griddpb.NewClusterClient(conn).Join(ctx, &griddpb.JoinRequest{
+		Id: s.cfg.ID, RaftAddr: s.node.RaftAddr(), GrpcAddr: grpcAddr, Fresh: fresh,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	if fresh {
+		if resp.AdmittedIndex == 0 {
+			// Every fresh join changes the configuration; an answer without
+			// an index comes from an older leader: ask again later.
+			return fmt.Errorf("the leader did not re-add this node (no admitted index)")
+		}
+		s.node.Admit(resp.AdmittedIndex)
+	}
+	return nil
 }
 
 func (s *Server) fail(err error) {

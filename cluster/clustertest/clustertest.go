@@ -101,7 +101,14 @@ func (c *Cluster) AddNode() int {
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	err := c.retry(ctx, func(l *cluster.Node) error {
-		return l.Join(ctx, node.ID(), node.RaftAddr(), node.GRPCAddr())
+		// As gridd's server does: a node with no state of its own is
+		// (re-)added by the leader and votes once it holds that entry.
+		fresh := node.AwaitingAdmission()
+		idx, err := l.JoinFresh(ctx, node.ID(), node.RaftAddr(), node.GRPCAddr(), fresh)
+		if err == nil && fresh {
+			node.Admit(idx)
+		}
+		return err
 	})
 	if err != nil {
 		c.t.Fatalf("clustertest: join node%d: %v", i, err)

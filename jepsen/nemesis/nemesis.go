@@ -651,9 +651,13 @@ func (d *Docker) corruptFollower(ctx context.Context, st Step) (*Fault, error) {
 		return f, fmt.Errorf("nemesis: start %s: %w", id, err)
 	}
 	if err := d.waitRefusal(ctx, id); err != nil {
-		d.mu.Lock()
-		d.problems = append(d.problems, err.Error())
-		d.mu.Unlock()
+		// A run that ends during the wait proves nothing either way: only a
+		// wait that ran its course without the refusal is a problem.
+		if ctx.Err() == nil {
+			d.mu.Lock()
+			d.problems = append(d.problems, err.Error())
+			d.mu.Unlock()
+		}
 		return f, err
 	}
 	return f, nil
@@ -675,10 +679,14 @@ func (d *Docker) waitRefusal(ctx context.Context, id string) error {
 				return nil
 			}
 		}
-		if time.Now().After(deadline) || !sleep(ctx, 200*time.Millisecond) {
-			return fmt.Errorf("nemesis: %s started from a damaged raft.db without the error naming it "+
-				"(no \"raft.db ... corrupt\" line in its log within %s)", id, wait)
+		if !time.Now().After(deadline) && sleep(ctx, 200*time.Millisecond) {
+			continue
 		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("nemesis: %s: the run ended before its refusal to start was seen: %w", id, ctx.Err())
+		}
+		return fmt.Errorf("nemesis: %s started from a damaged raft.db without the error naming it "+
+			"(no \"raft.db ... corrupt\" line in its log within %s)", id, wait)
 	}
 }
 

@@ -427,3 +427,24 @@ func TestCorruptFollowerThatStartsIsAProblem(t *testing.T) {
 		t.Fatalf("HealAll left %v damaged", left)
 	}
 }
+
+// The run ending while the nemesis waits for the refusal is not a problem:
+// the wait was cut short, nothing was shown to be wrong.
+func TestCorruptFollowerCutShortIsNoProblem(t *testing.T) {
+	f := &fake{logs: "gridd node started\n"}
+	d := newDocker(f)
+	d.Wipeable = []string{"n3"}
+	d.RefuseWait = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	flt, err := d.Inject(ctx, Step{Kind: CorruptFollower})
+	if flt == nil || err == nil || !strings.Contains(err.Error(), "run ended") {
+		t.Fatalf("inject = %v, %v; want the fault and a cut-short error", flt, err)
+	}
+	if p := d.Problems(); len(p) != 0 {
+		t.Fatalf("problems %v after a wait the run cut short", p)
+	}
+	if err := d.HealAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

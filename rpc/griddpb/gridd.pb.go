@@ -2942,10 +2942,14 @@ func (x *ClusterStatus) GetRaftAddr() string {
 }
 
 type JoinRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
-	GrpcAddr      string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	GrpcAddr string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	// The joining node started with no Raft state (new, or its data dir was
+	// wiped). A voter of that id is then removed and added back, so the
+	// votes and entries it forgot stop counting.
+	Fresh         bool `protobuf:"varint,4,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3001,9 +3005,19 @@ func (x *JoinRequest) GetGrpcAddr() string {
 	return ""
 }
 
+func (x *JoinRequest) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return false
+}
+
 type JoinResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        *ClusterStatus         `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status *ClusterStatus         `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	// The index of the configuration entry that (re-)added the node; a
+	// fresh node votes only once its log holds it. 0: nothing changed.
+	AdmittedIndex uint64 `protobuf:"varint,2,opt,name=admitted_index,json=admittedIndex,proto3" json:"admitted_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3043,6 +3057,13 @@ func (x *JoinResponse) GetStatus() *ClusterStatus {
 		return x.Status
 	}
 	return nil
+}
+
+func (x *JoinResponse) GetAdmittedIndex() uint64 {
+	if x != nil {
+		return x.AdmittedIndex
+	}
+	return 0
 }
 
 type RemoveRequest struct {
@@ -3854,13 +3875,15 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\amembers\x18\n" +
 	" \x03(\v2\x10.gridd.v1.MemberR\amembers\x12\x1b\n" +
 	"\tgrpc_addr\x18\v \x01(\tR\bgrpcAddr\x12\x1b\n" +
-	"\traft_addr\x18\f \x01(\tR\braftAddr\"W\n" +
+	"\traft_addr\x18\f \x01(\tR\braftAddr\"m\n" +
 	"\vJoinRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
-	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\"?\n" +
+	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x14\n" +
+	"\x05fresh\x18\x04 \x01(\bR\x05fresh\"f\n" +
 	"\fJoinResponse\x12/\n" +
-	"\x06status\x18\x01 \x01(\v2\x17.gridd.v1.ClusterStatusR\x06status\"\x1f\n" +
+	"\x06status\x18\x01 \x01(\v2\x17.gridd.v1.ClusterStatusR\x06status\x12%\n" +
+	"\x0eadmitted_index\x18\x02 \x01(\x04R\radmittedIndex\"\x1f\n" +
 	"\rRemoveRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x10\n" +
 	"\x0eRemoveResponse\"+\n" +
