@@ -32,20 +32,20 @@ import (
 
 // Server is a running gridd node.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	node    *cluster.Node
-	disp    *dispatch.Dispatcher
-	rpc     *rpc.Server
-	grpc    *grpc.Server
-	health  *health.Server
-	lis     net.Listener
+	cfg    Config
+	log    *slog.Logger
+	node   *cluster.Node
+	disp   *dispatch.Dispatcher
+	rpc    *rpc.Server
+	grpc   *grpc.Server
+	health *health.Server
+	lis    net.Listener
 	// cacheGRPC serves only the Cache service, on Config.CacheAddr.
 	cacheGRPC *grpc.Server
 	cacheLis  net.Listener
 	metrics   *http.Server
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 
 	done     chan struct{}
 	doneOnce sync.Once
