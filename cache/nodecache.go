@@ -82,7 +82,7 @@ type NodeCache struct {
 	wg     sync.WaitGroup
 
 	hits, misses, peerHits, peerFailures, upstreamFetches, latestLookups atomic.Uint64
-	passThroughs, evictions, expirations, bytesServed, bytesFetched       atomic.Uint64
+	passThroughs, evictions, expirations, bytesServed, bytesFetched      atomic.Uint64
 }
 
 // flightKey separates fetches that may ask a peer from those that go
