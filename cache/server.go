@@ -24,7 +24,7 @@ func NewServer(c *NodeCache) *Server { return &Server{c: c} }
 // Register adds the service to s.
 func (s *Server) Register(g *grpc.Server) { pb.RegisterCacheServer(g, s) }
 
-const readOnly = "a node cache only serves reads; write shared data to the central cache (the Cache service of a gridd node, port 2337)"
+const readOnly = "a node cache only serves reads; write shared data to the central cache (the Cache service of any gridd node, on its --grpc-addr or --cache-addr)"
 
 func (s *Server) GetSharedData(req *pb.GetSharedDataRequest, stream pb.Cache_GetSharedDataServer) error {
 	ctx := stream.Context()
