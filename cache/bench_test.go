@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gridd/gridd/internal/testcluster"
 	pb "github.com/gridd/gridd/rpc/griddpb"
+	"github.com/gridd/gridd/server"
 )
 
 // Hits of a small level through gRPC on loopback: what workers see. With
@@ -92,7 +94,11 @@ func BenchmarkHitInProcess(b *testing.B) {
 // sends it in full. go test -run '^$' -bench NewLevel8 -benchtime 3x ./cache/
 func BenchmarkNewLevel8Caches(b *testing.B) {
 	const size = 100 << 20
-	r := startCentral(b)
+	// 100 MiB writes on a shared machine: Raft timeouts loose enough that
+	// the upload does not cost the leader its office.
+	r := startCentral(b, testcluster.Options{Configure: func(_ int, cfg *server.Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 2*time.Second, 2*time.Second, time.Second
+	}})
 	caches := startGroup(b, r.c.Addrs(), 8, 256<<20)
 	clients := make([]pb.CacheClient, len(caches))
 	for i, s := range caches {

@@ -62,11 +62,14 @@ func StartPeers(cfg PeersConfig) (*Peers, error) {
 	mc := memberlist.DefaultLANConfig()
 	if cfg.Local {
 		mc = memberlist.DefaultLocalConfig()
-		mc.ProbeInterval = 200 * time.Millisecond
-		mc.ProbeTimeout = 100 * time.Millisecond
+		// Fast gossip spreads joins at once; probes stay patient, because
+		// a busy machine must not declare its own processes dead (the owner
+		// of keys would move back and forth).
+		mc.ProbeInterval = 500 * time.Millisecond
+		mc.ProbeTimeout = 300 * time.Millisecond
 		mc.GossipInterval = 20 * time.Millisecond
 		mc.PushPullInterval = 2 * time.Second
-		mc.SuspicionMult = 2
+		mc.SuspicionMult = 4
 	}
 	host, port, err := splitHostPort(cfg.BindAddr, "memberlist bind address")
 	if err != nil {
