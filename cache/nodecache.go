@@ -162,6 +162,13 @@ func (c *NodeCache) sweepLoop() {
 			n := c.lru.sweep(c.cfg.Now())
 			c.mu.Unlock()
 			c.expirations.Add(uint64(n))
+			if c.peers != nil {
+				live := make(map[string]bool)
+				for _, m := range c.peers.Members() {
+					live[m.grpc] = true
+				}
+				c.conns.retain(live)
+			}
 		}
 	}
 }

@@ -173,13 +173,18 @@ func (p *Peers) Members() []member {
 // member computes the same owner from the same member list, and a member
 // joining or leaving moves only the keys it wins or held.
 func (p *Peers) owner(k key) (m member, self bool) {
+	m = ownerOf(p.Members(), k)
+	return m, m.name == p.self
+}
+
+func ownerOf(members []member, k key) (m member) {
 	var best uint64
-	for _, c := range p.Members() {
+	for _, c := range members {
 		if s := hrwScore(c.name, k); m.name == "" || s > best || s == best && c.name < m.name {
 			m, best = c, s
 		}
 	}
-	return m, m.name == p.self
+	return m
 }
 
 func hrwScore(member string, k key) uint64 {

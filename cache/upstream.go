@@ -217,13 +217,18 @@ func (c *conns) get(addr string) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
-// drop closes the connection to a peer that left.
-func (c *conns) drop(addr string) {
+// retain closes the connections to peers no longer live.
+func (c *conns) retain(live map[string]bool) {
 	c.mu.Lock()
-	cc, ok := c.m[addr]
-	delete(c.m, addr)
+	var gone []*grpc.ClientConn
+	for addr, cc := range c.m {
+		if !live[addr] {
+			gone = append(gone, cc)
+			delete(c.m, addr)
+		}
+	}
 	c.mu.Unlock()
-	if ok {
+	for _, cc := range gone {
 		_ = cc.Close()
 	}
 }
