@@ -210,3 +210,23 @@ func TestPeerFailureFallsBackToCentral(t *testing.T) {
 		t.Fatalf("reader stats %+v: want one peer failure and one central read", st)
 	}
 }
+
+// The central cache's leader is killed: a node cache that lists it first
+// reads the latest level from the new leader, waiting out the election.
+func TestCentralLeaderKilled(t *testing.T) {
+	r := startCentral(t, testcluster.Options{})
+	sid := r.session(t)
+	data := payload(3000, 10)
+	r.write(t, sid, true, data)
+	leader := r.c.WaitLeader()
+	addrs := r.c.Addrs()
+	addrs[0], addrs[leader] = addrs[leader], addrs[0]
+	s := startCache(t, addrs, 1<<20, nil, false, func(c *Config) { c.CentralRetry = 30 * time.Second })
+	r.c.Kill(leader)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h, got, err := download(ctx, dial(t, s.Addr()), get(sid, 0))
+	if err != nil || h.UpdateLevel != 1 || !bytes.Equal(got, data) {
+		t.Fatalf("latest with the leader killed: %v (header %v)", err, h)
+	}
+}
