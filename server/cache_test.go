@@ -338,3 +338,94 @@ func TestCacheLeaderKillDuringUpdate(t *testing.T) {
 	_, _, err = getShared(ctx, clients[1], sid, 3)
 	wantCode(t, "level 3", err, codes.FailedPrecondition)
 }
+
+// Bad uploads and requests get a precise error and change nothing.
+func TestCacheBadInputChangesNothing(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{Configure: func(_ int, cfg *server.Config) {
+		cfg.MaxSharedDataBytes = 3 << 20
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cc, q := cacheConn(t, c.Nodes[0].Srv.GRPCAddr())
+	sid := newSession(t, ctx, q)
+	closed := newSession(t, ctx, q)
+	if _, err := q.CloseSession(ctx, &griddpb.CloseSessionRequest{SessionId: closed}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := putShared(ctx, cc, true, &griddpb.SharedDataHeader{SessionId: sid, Size: 3, UpdateLevel: 5}, []byte("abc"), 3); err != nil {
+		t.Fatal(err)
+	}
+	f := c.Nodes[0].Srv.Node().FSM()
+	before := f.Hash()
+	two := randBytes(2<<20, 2)
+	wrong := sha256.Sum256([]byte("not it"))
+	for _, tc := range []struct {
+		name string
+		set  bool
+		h    *griddpb.SharedDataHeader
+		data []byte
+		code codes.Code
+	}{
+		{"no header", true, nil, []byte("abc"), codes.InvalidArgument},
+		{"no session id", true, &griddpb.SharedDataHeader{Size: 1}, []byte("a"), codes.InvalidArgument},
+		{"unknown session", true, &griddpb.SharedDataHeader{SessionId: "nope", Size: 1}, []byte("a"), codes.NotFound},
+		{"closed session", true, &griddpb.SharedDataHeader{SessionId: closed, Size: 1}, []byte("a"), codes.FailedPrecondition},
+		{"over the limit", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 4 << 20}, nil, codes.InvalidArgument},
+		{"negative size", false, &griddpb.SharedDataHeader{SessionId: sid, Size: -1}, nil, codes.InvalidArgument},
+		{"negative ttl", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1, TtlMs: -1}, []byte("a"), codes.InvalidArgument},
+		{"short sha256", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1, Sha256: []byte{1}}, []byte("a"), codes.InvalidArgument},
+		{"expiry from the client", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1, ExpiresUnixMs: 1}, []byte("a"), codes.InvalidArgument},
+		{"level backwards", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1, UpdateLevel: 4}, []byte("a"), codes.InvalidArgument},
+		{"level equal", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1, UpdateLevel: 5}, []byte("a"), codes.InvalidArgument},
+		{"set on data", true, &griddpb.SharedDataHeader{SessionId: sid, Size: 1}, []byte("a"), codes.AlreadyExists},
+		{"more than declared", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1 << 20}, two, codes.InvalidArgument},
+		{"less than declared", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 3 << 20}, two, codes.InvalidArgument},
+		{"sha256 mismatch", false, &griddpb.SharedDataHeader{SessionId: sid, Size: int64(len(two)), Sha256: wrong[:]}, two, codes.InvalidArgument},
+	} {
+		_, err := putShared(ctx, cc, tc.set, tc.h, tc.data, 1<<20)
+		wantCode(t, tc.name, err, tc.code)
+		if f.Hash() != before {
+			t.Fatalf("%s: the state changed", tc.name)
+		}
+	}
+
+	// A chunk over 1 MiB.
+	up, err := cc.UpdateSharedData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = up.Send(&griddpb.SharedDataChunk{Header: &griddpb.SharedDataHeader{SessionId: sid, Size: int64(len(two))}, Data: two})
+	_, err = up.CloseAndRecv()
+	wantCode(t, "chunk over 1 MiB", err, codes.InvalidArgument)
+	// A header in the middle of a stream.
+	up, err = cc.UpdateSharedData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &griddpb.SharedDataHeader{SessionId: sid, Size: 2}
+	_ = up.Send(&griddpb.SharedDataChunk{Header: h, Data: []byte("a")})
+	_ = up.Send(&griddpb.SharedDataChunk{Header: h, Data: []byte("b")})
+	_, err = up.CloseAndRecv()
+	wantCode(t, "second header", err, codes.InvalidArgument)
+	// An empty stream.
+	up, err = cc.UpdateSharedData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = up.CloseAndRecv()
+	wantCode(t, "empty stream", err, codes.InvalidArgument)
+
+	_, _, err = getShared(ctx, cc, sid, -1)
+	wantCode(t, "negative level", err, codes.InvalidArgument)
+	_, _, err = getShared(ctx, cc, "", 0)
+	wantCode(t, "get without session", err, codes.InvalidArgument)
+	_, _, err = getShared(ctx, cc, "nope", 0)
+	wantCode(t, "get of an unknown session", err, codes.NotFound)
+	_, err = cc.DeleteSharedData(ctx, &griddpb.DeleteSharedDataRequest{})
+	wantCode(t, "delete without session", err, codes.InvalidArgument)
+	_, err = cc.DeleteSharedData(ctx, &griddpb.DeleteSharedDataRequest{SessionId: "nope"})
+	wantCode(t, "delete of an unknown session", err, codes.NotFound)
+	if f.Hash() != before {
+		t.Fatal("the state changed")
+	}
+}
