@@ -384,7 +384,7 @@ func (m *model) answer(c *fsmpb.Command, r Response) error {
 	if !sameKind(want, r.Err) {
 		return fmt.Errorf("answered error %v, model says %v", r.Err, want)
 	}
-	if key != "" {
+	if key != "" && !errors.Is(r.Err, ErrUploadGone) {
 		m.answers[key] = mAnswer{session: session, err: r.Err}
 		m.order = append(m.order, key)
 		if len(m.order) > m.cacheSize {
