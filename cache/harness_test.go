@@ -111,14 +111,23 @@ func payload(n int, seed byte) []byte {
 	return b
 }
 
+// testLogger logs to t until the test ends; memberlist's goroutines may
+// still log a line after that, which t.Log would turn into a panic.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	done := &atomic.Bool{}
+	t.Cleanup(func() { done.Store(true) })
+	return slog.New(slog.NewTextHandler(tWriter{t, done}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type tWriter struct{ t testing.TB }
+type tWriter struct {
+	t    testing.TB
+	done *atomic.Bool
+}
 
 func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	if !w.done.Load() {
+		w.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
 	return len(p), nil
 }
 
