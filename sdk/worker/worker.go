@@ -74,7 +74,7 @@ type worker struct {
 	log  *slog.Logger
 	// shared holds the shared-data levels fetched for tasks.
 	shared *sharedStore
-	sem  chan struct{} // task slots, shared by every binding
+	sem    chan struct{} // task slots, shared by every binding
 
 	// base is the parent of every binding's context; cancelled when the
 	// drain deadline passes.
