@@ -22,7 +22,7 @@ type SharedDataResult struct {
 	// one the same reader had already seen. Invalid.
 	Backwards int `json:"backwards"`
 	// WrongBytes: a read returned bytes other than those written for its
-	// level, a level never written (or whose write was refused), or, for an
+	// level, a level never written (or whose every write was refused), or, for an
 	// exact read, another level than asked. Invalid.
 	WrongBytes int `json:"wrong_bytes"`
 	// Stale: a read that began after the write of a higher level was
@@ -39,9 +39,11 @@ type SharedDataResult struct {
 func SharedData(ops []history.Op) SharedDataResult {
 	var r SharedDataResult
 	type write struct {
-		digest  string
-		refused bool
-		ackedAt int64 // completion time of an acknowledged write; 0 if not
+		digest string
+		// attempts and refusals of this level: it cannot exist when every
+		// attempt was refused (a definite failure).
+		attempts, refusals int
+		ackedAt            int64 // completion time of an acknowledged write; 0 if not
 	}
 	writes := map[int64]*write{}
 	pending := map[int]history.Op{} // process -> its open invoke
@@ -53,9 +55,9 @@ func SharedData(ops []history.Op) SharedDataResult {
 		if op.Type == history.Invoke {
 			pending[op.Process] = op
 			r.Writes++
-			if _, ok := writes[op.Value.Level]; !ok {
-				writes[op.Value.Level] = &write{digest: op.Value.Digest}
-			} else if writes[op.Value.Level].digest != op.Value.Digest {
+			if w, ok := writes[op.Value.Level]; !ok {
+				writes[op.Value.Level] = &write{digest: op.Value.Digest, attempts: 1}
+			} else if w.attempts++; w.digest != op.Value.Digest {
 				// The workload writes each level once; two contents for one
 				// level make every read of it ambiguous.
 				r.example("level %d written twice with different bytes", op.Value.Level)
@@ -72,10 +74,12 @@ func SharedData(ops []history.Op) SharedDataResult {
 		switch op.Type {
 		case history.OK:
 			r.WritesAcked++
-			w.ackedAt = op.Time
+			if w.ackedAt == 0 {
+				w.ackedAt = op.Time
+			}
 			r.MaxLevel = max(r.MaxLevel, inv.Value.Level)
 		case history.Fail:
-			w.refused = true
+			w.refusals++
 		}
 	}
 	// ackedBefore returns the highest level whose write was acknowledged
@@ -124,7 +128,7 @@ func SharedData(ops []history.Op) SharedDataResult {
 		case w == nil:
 			r.WrongBytes++
 			r.example("reader %d read level %d, which no one wrote", op.Process, got)
-		case w.refused:
+		case w.refusals == w.attempts:
 			r.WrongBytes++
 			r.example("reader %d read level %d, whose write was refused", op.Process, got)
 		case w.digest != op.Value.Digest:

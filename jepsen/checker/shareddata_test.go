@@ -31,6 +31,7 @@ func (h *hist) sharedRead(p int, asked, got int64, digest, code string) {
 // a level not kept any more and one not written yet.
 func healthyShared() *hist {
 	h := &hist{}
+	h.sharedWrite(1, history.Fail, 1, "d1") // refused, then tried again
 	h.sharedWrite(1, history.OK, 1, "d1")
 	h.sharedRead(10, 0, 1, "d1", "")
 	h.sharedRead(11, 2, 0, "", "FailedPrecondition")
@@ -50,7 +51,7 @@ func TestSharedDataPass(t *testing.T) {
 	if !r.Valid || r.Stale != 0 {
 		t.Fatalf("healthy history judged invalid: %+v", r)
 	}
-	if r.Writes != 4 || r.WritesAcked != 2 || r.MaxLevel != 4 || r.Reads != 7 || r.ReadsOK != 5 {
+	if r.Writes != 5 || r.WritesAcked != 2 || r.MaxLevel != 4 || r.Reads != 7 || r.ReadsOK != 5 {
 		t.Fatalf("counts = %+v", r)
 	}
 }
