@@ -161,3 +161,40 @@ func (n *Node) await(ctx context.Context, fut raft.Future) error {
 		return raft.ErrRaftShutdown
 	}
 }
+
+// ProposeAsync submits cmd and returns once raft has taken it, with a
+// function that waits for its outcome (the errors of Propose). Calls made
+// one after another from one goroutine reach the log in that order, so a
+// caller can keep several dependent entries in flight (the chunks of a
+// shared data upload) without losing their order. The caller must call
+// wait exactly once.
+func (n *Node) ProposeAsync(ctx context.Context, cmd *fsmpb.Command) (wait func() (fsm.Response, error), err error) {
+	data, err := fsm.EncodeCommand(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: encode command: %w", err)
+	}
+	leave, err := n.enter()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := n.raftCtx(ctx)
+	timeout, err := submitTimeout(ctx)
+	if err != nil {
+		cancel()
+		leave()
+		return nil, fmt.Errorf("cluster: propose not submitted: %w", err)
+	}
+	fut := n.raft.Apply(data, timeout)
+	return func() (fsm.Response, error) {
+		defer leave()
+		defer cancel()
+		if err := n.await(ctx, fut); err != nil {
+			return fsm.Response{}, writeErr("propose", err)
+		}
+		resp, ok := fut.Response().(fsm.Response)
+		if !ok {
+			return fsm.Response{}, fmt.Errorf("cluster: propose: unexpected fsm response %T", fut.Response())
+		}
+		return resp, nil
+	}, nil
+}

@@ -146,6 +146,20 @@ func (f *FSM) apply(c *fsmpb.Command) Response {
 		return f.keyed(c.GetRequestId(), body.CancelTasks.GetSessionId(), func() Response {
 			return f.cancelTasks(body.CancelTasks)
 		})
+	case *fsmpb.Command_SharedDataChunk:
+		return f.sharedChunk(now, body.SharedDataChunk)
+	case *fsmpb.Command_SharedDataCommit:
+		return f.keyed(c.GetRequestId(), body.SharedDataCommit.GetSessionId(), func() Response {
+			return f.sharedCommit(body.SharedDataCommit)
+		})
+	case *fsmpb.Command_SharedDataDelete:
+		return f.keyed(c.GetRequestId(), body.SharedDataDelete.GetSessionId(), func() Response {
+			return f.sharedDelete(body.SharedDataDelete)
+		})
+	case *fsmpb.Command_SharedDataExpire:
+		return f.sharedExpire(body.SharedDataExpire)
+	case *fsmpb.Command_SharedDataAbort:
+		return f.sharedAbort(body.SharedDataAbort)
 	default:
 		// DecodeCommand never lets such an entry through; a command built
 		// in process without a body is a caller bug, answered the same way

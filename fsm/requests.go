@@ -16,6 +16,10 @@ const (
 	kindExists
 	kindClosed
 	kindInvalid
+	kindSharedNotFound
+	kindSharedExists
+	kindLevelNotWritten
+	kindUploadGone
 	kindCount // one past the last valid kind
 )
 
@@ -24,6 +28,11 @@ var kindSentinels = [kindCount]error{
 	kindExists:   ErrSessionExists,
 	kindClosed:   ErrSessionClosed,
 	kindInvalid:  ErrInvalid,
+
+	kindSharedNotFound:  ErrSharedDataNotFound,
+	kindSharedExists:    ErrSharedDataExists,
+	kindLevelNotWritten: ErrLevelNotWritten,
+	kindUploadGone:      ErrUploadGone,
 }
 
 // cmdError is a business error: a sentinel plus the precise message. Its
@@ -66,7 +75,8 @@ type answer struct {
 	kind    errKind
 	msg     string
 	seq     uint64
-	count   uint32 // CancelTasks, RetryDeadLetters: the count answered
+	count   uint32 // CancelTasks, RetryDeadLetters: the count answered; SharedDataDelete: 1 if deleted
+	level   int64  // SharedDataCommit: the level published
 }
 
 // requestCache remembers the answers to the most recent idempotency keys.
@@ -112,8 +122,14 @@ func (f *FSM) keyed(key, sessionID string, run func() Response) Response {
 	}
 	r := run()
 	kind, msg := kindOf(r.Err)
-	st.requests.put(key, answer{session: sessionID, kind: kind, msg: msg, seq: st.seq(),
-		count: uint32(r.Cancelled + r.Requeued)})
+	a := answer{session: sessionID, kind: kind, msg: msg, seq: st.seq(), count: uint32(r.Cancelled + r.Requeued)}
+	if r.SharedDeleted {
+		a.count = 1
+	}
+	if r.Shared != nil {
+		a.level = r.Shared.Level
+	}
+	st.requests.put(key, a)
 	return r
 }
 
@@ -124,10 +140,22 @@ func (f *FSM) replay(a answer) Response {
 	}
 	// Only one of the counts is meaningful for any command kind; the
 	// handler of that kind reads its own.
-	r := Response{Cancelled: int(a.count), Requeued: int(a.count)}
-	if s, ok := f.st.sessions[a.session]; ok {
+	r := Response{Cancelled: int(a.count), Requeued: int(a.count), SharedDeleted: a.count == 1}
+	s, ok := f.st.sessions[a.session]
+	if ok {
 		info := s.info()
 		r.Session = &info
+	}
+	if a.level != 0 {
+		// The level may have been dropped since; the answer still names it.
+		r.Shared = &SharedLevel{Session: a.session, Level: a.level}
+		if ok {
+			for _, l := range s.shared.levels {
+				if l.level == a.level {
+					r.Shared = s.levelInfo(l)
+				}
+			}
+		}
 	}
 	return r
 }

@@ -163,9 +163,10 @@ const (
 	rankDeadLetter
 	rankRequest
 	rankMember
+	rankShared
 )
 
-var rankNames = [...]string{"header", "session", "task", "result", "dead letter", "request", "member"}
+var rankNames = [...]string{"header", "session", "task", "result", "dead letter", "request", "member", "shared data"}
 
 func recordRank(rec *fsmpb.Record) int {
 	switch rec.GetRec().(type) {
@@ -183,6 +184,8 @@ func recordRank(rec *fsmpb.Record) int {
 		return rankRequest
 	case *fsmpb.Record_Member:
 		return rankMember
+	case *fsmpb.Record_SharedData, *fsmpb.Record_SharedBlob, *fsmpb.Record_SharedBytes:
+		return rankShared
 	}
 	return -1
 }
@@ -198,6 +201,7 @@ type builder struct {
 	lastReqSeq                  uint64
 	lastMember                  string
 	slab                        []task
+	shared                      sharedBuilder
 }
 
 func newBuilder(opts Options) *builder {
@@ -232,6 +236,12 @@ func (b *builder) add(rec *fsmpb.Record) error {
 		return b.request(r.Request)
 	case *fsmpb.Record_Member:
 		return b.member(r.Member)
+	case *fsmpb.Record_SharedData:
+		return b.sharedData(r.SharedData)
+	case *fsmpb.Record_SharedBlob:
+		return b.sharedBlob(r.SharedBlob)
+	case *fsmpb.Record_SharedBytes:
+		return b.sharedBytes(r.SharedBytes)
 	}
 	return nil
 }
@@ -433,7 +443,7 @@ func (b *builder) request(r *fsmpb.RequestRecord) error {
 	}
 	b.lastReqSeq = r.GetSeq()
 	b.st.requests.put(key, answer{session: r.GetSessionId(), kind: kind, msg: r.GetErrMessage(), seq: r.GetSeq(),
-		count: r.GetCount()})
+		count: r.GetCount(), level: r.GetLevel()})
 	return nil
 }
 
@@ -453,6 +463,9 @@ func (b *builder) member(m *fsmpb.SetMember) error {
 // finish checks that every open session's counters match its tasks and
 // that every completed or dead task got its result or dead letter.
 func (b *builder) finish() error {
+	if err := b.sharedDone(); err != nil {
+		return err
+	}
 	for _, id := range b.st.ids {
 		s := b.st.sessions[id]
 		if s.closed {

@@ -36,6 +36,7 @@ type session struct {
 	tasks   map[string]*task
 	results seqLog[resultVal]
 	dead    seqLog[deadVal]
+	shared  sharedData
 }
 
 func newSession(m sessionMeta) *session {
@@ -272,6 +273,7 @@ func (f *FSM) closeSession(now int64, c *fsmpb.CloseSession) Response {
 	s.retrying = 0
 	s.results = seqLog[resultVal]{}
 	s.dead = seqLog[deadVal]{}
+	s.shared = sharedData{}
 	if f.listener != nil && len(cancelled) > 0 {
 		f.listener.TasksDone(s.id, sortedIDs(cancelled))
 	}

@@ -39,6 +39,7 @@ type sessionSnap struct {
 	tasks   []taskSnap // sorted by id on first WriteTo
 	results []logEntry[resultVal]
 	dead    []logEntry[deadVal]
+	shared  sharedSnap
 }
 
 type taskSnap struct {
@@ -75,6 +76,7 @@ func (st *state) capture() *Snapshot {
 			tasks:   make([]taskSnap, 0, len(s.tasks)),
 			results: s.results.liveEntries(),
 			dead:    s.dead.liveEntries(),
+			shared:  s.shared.capture(),
 		}
 		for tid, t := range s.tasks {
 			ss.tasks = append(ss.tasks, taskSnap{id: tid, t: *t})
@@ -107,7 +109,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	for _, r := range s.requests {
 		rw.write(&fsmpb.Record{Rec: &fsmpb.Record_Request{Request: &fsmpb.RequestRecord{
 			RequestId: r.key, SessionId: r.a.session, ErrKind: int32(r.a.kind),
-			ErrMessage: r.a.msg, Seq: r.a.seq, Count: r.a.count,
+			ErrMessage: r.a.msg, Seq: r.a.seq, Count: r.a.count, Level: r.a.level,
 		}}})
 	}
 	for _, m := range s.members {
@@ -115,6 +117,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 			Id: m.ID, RaftAddr: m.RaftAddr, GrpcAddr: m.GRPCAddr,
 		}}})
 	}
+	s.writeShared(rw)
 	return rw.finish()
 }
 

@@ -140,6 +140,10 @@ type Response struct {
 	Cancelled int
 	// Ack: entries dropped.
 	Acked int
+	// SharedDataCommit: the level published.
+	Shared *SharedLevel
+	// SharedDataDelete, Expire, Abort: something was dropped.
+	SharedDeleted bool
 }
 
 // Listener is told about state changes as they are applied, so that the

@@ -24,12 +24,14 @@ func toStatus(err error) error {
 	}
 	code := codes.Internal
 	switch {
-	case errors.Is(err, fsm.ErrSessionNotFound):
+	case errors.Is(err, fsm.ErrSessionNotFound), errors.Is(err, fsm.ErrSharedDataNotFound):
 		code = codes.NotFound
-	case errors.Is(err, fsm.ErrSessionExists):
+	case errors.Is(err, fsm.ErrSessionExists), errors.Is(err, fsm.ErrSharedDataExists):
 		code = codes.AlreadyExists
-	case errors.Is(err, fsm.ErrSessionClosed):
+	case errors.Is(err, fsm.ErrSessionClosed), errors.Is(err, fsm.ErrLevelNotWritten):
 		code = codes.FailedPrecondition
+	case errors.Is(err, fsm.ErrUploadGone):
+		code = codes.Aborted
 	case errors.Is(err, fsm.ErrInvalid), errors.Is(err, errInvalid):
 		code = codes.InvalidArgument
 	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, dispatch.ErrNotActive),

@@ -33,6 +33,7 @@ const MaxMsgSize = maxMsgSize
 type Options struct {
 	NodeID string
 	Limits Limits
+	Cache  CacheLimits
 	Logger *slog.Logger
 }
 
@@ -44,6 +45,7 @@ type Server struct {
 	disp   *dispatch.Dispatcher
 	fwd    *forwarder
 	limits Limits
+	cache  *cacheServer
 	log    *slog.Logger
 
 	idMu    sync.Mutex
@@ -55,7 +57,7 @@ func New(node *cluster.Node, disp *dispatch.Dispatcher, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Server{
+	s := &Server{
 		node:    node,
 		fsm:     node.FSM(),
 		disp:    disp,
@@ -64,12 +66,15 @@ func New(node *cluster.Node, disp *dispatch.Dispatcher, opts Options) *Server {
 		log:     opts.Logger.With("component", "rpc"),
 		entropy: ulid.Monotonic(rand.Reader, 0),
 	}
+	s.cache = &cacheServer{s: s, lim: opts.Cache.withDefaults()}
+	return s
 }
 
-// Register adds the Queue and Cluster services to g.
+// Register adds the Queue, Cluster and Cache services to g.
 func (s *Server) Register(g *grpc.Server) {
 	griddpb.RegisterQueueServer(g, s)
 	griddpb.RegisterClusterServer(g, &clusterServer{s: s})
+	s.RegisterCache(g)
 }
 
 // Close releases the connections used for forwarding.

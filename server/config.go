@@ -44,6 +44,19 @@ type Config struct {
 	MaxPayloadBytes int // per task payload; default 4 MiB
 	MaxBatchTasks   int // per batch; default 10,000
 
+	// Central cache (the Cache service): the largest payload of one level
+	// (default 256 MiB), the longest TTL (default 7 days), the TTL of an
+	// upload that asks for none (default 24 h), and how many levels a
+	// session keeps (default 2).
+	MaxSharedDataBytes   int64
+	MaxSharedDataTTL     time.Duration
+	DefaultSharedDataTTL time.Duration
+	SharedDataKeepLevels int
+	// CacheAddr, if set, serves the Cache service on a listener of its own
+	// as well as on GRPCAddr (the seed's separate cache port); empty means
+	// GRPCAddr only.
+	CacheAddr string
+
 	// ClientExitGrace is how long a session with cleanup_on_client_exit
 	// waits for its client to come back before the leader closes it;
 	// default 30s.

@@ -32,17 +32,20 @@ import (
 
 // Server is a running gridd node.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	node    *cluster.Node
-	disp    *dispatch.Dispatcher
-	rpc     *rpc.Server
-	grpc    *grpc.Server
-	health  *health.Server
-	lis     net.Listener
-	metrics *http.Server
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	cfg    Config
+	log    *slog.Logger
+	node   *cluster.Node
+	disp   *dispatch.Dispatcher
+	rpc    *rpc.Server
+	grpc   *grpc.Server
+	health *health.Server
+	lis    net.Listener
+	// cacheGRPC serves only the Cache service, on Config.CacheAddr.
+	cacheGRPC *grpc.Server
+	cacheLis  net.Listener
+	metrics   *http.Server
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 
 	done     chan struct{}
 	doneOnce sync.Once
@@ -83,7 +86,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Preemption: cfg.Preemption, PlanInterval: cfg.SchedulerInterval, ClientExitGrace: cfg.ClientExitGrace,
 		CloseSession: func(ctx context.Context, id string) error { return closeSession(ctx, node, id) }})
 	rs := rpc.New(node, disp, rpc.Options{NodeID: cfg.ID, Logger: cfg.Logger,
-		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks}})
+		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks},
+		Cache: rpc.CacheLimits{MaxBytes: cfg.MaxSharedDataBytes, MaxTTL: cfg.MaxSharedDataTTL,
+			DefaultTTL: cfg.DefaultSharedDataTTL, KeepLevels: cfg.SharedDataKeepLevels}})
 	g := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize),
 		// Dead clients and workers are noticed within seconds, so their
@@ -99,6 +104,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: log, node: node, disp: disp, rpc: rs, grpc: g, health: hs,
 		lis: lis, cancel: cancel, done: make(chan struct{})}
+	if cfg.CacheAddr != "" {
+		if err := s.startCache(); err != nil {
+			s.Kill()
+			return nil, err
+		}
+	}
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -142,17 +153,71 @@ func closeSession(ctx context.Context, node *cluster.Node, id string) error {
 	return resp.Err
 }
 
-// followLeadership activates the dispatcher while this node leads.
+// startCache serves the Cache service alone on Config.CacheAddr.
+func (s *Server) startCache() error {
+	lis, err := net.Listen("tcp", s.cfg.CacheAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s for the cache (--cache-addr): %w", s.cfg.CacheAddr, err)
+	}
+	g := grpc.NewServer(append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+	}, s.cfg.GRPCServerOptions...)...)
+	s.rpc.RegisterCache(g)
+	s.cacheGRPC, s.cacheLis = g, lis
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.fail(fmt.Errorf("cache gRPC server: %w", err))
+		}
+	}()
+	return nil
+}
+
+// CacheAddr returns the address of the separate cache listener, or "".
+func (s *Server) CacheAddr() string {
+	if s.cacheLis == nil {
+		return ""
+	}
+	return s.cacheLis.Addr().String()
+}
+
+// sharedDataSweep is how often the leader looks for expired shared data
+// and abandoned uploads.
+const sharedDataSweep = time.Second
+
+// followLeadership activates the dispatcher and the shared data sweeper
+// while this node leads.
 func (s *Server) followLeadership(ctx context.Context) {
+	var (
+		stopSweep = func() {}
+		sweeping  sync.WaitGroup
+	)
+	defer func() {
+		stopSweep()
+		sweeping.Wait()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			s.disp.Deactivate()
 			return
 		case leader := <-s.node.LeadershipChanges():
+			stopSweep()
+			sweeping.Wait()
 			if leader {
 				s.disp.Activate()
+				sctx, cancel := context.WithCancel(ctx)
+				stopSweep = cancel
+				sweeping.Add(1)
+				go func() {
+					defer sweeping.Done()
+					s.rpc.SweepSharedData(sctx, sharedDataSweep)
+				}()
 			} else {
+				stopSweep = func() {}
 				s.disp.Deactivate()
 			}
 		}
@@ -243,6 +308,9 @@ func (s *Server) Close() error {
 		close(stopped)
 	}()
 	s.cancel() // ends the dispatcher, so its streams end too
+	if s.cacheGRPC != nil {
+		s.cacheGRPC.Stop()
+	}
 	select {
 	case <-stopped:
 	case <-time.After(5 * time.Second):
@@ -256,6 +324,9 @@ func (s *Server) Close() error {
 // snapshot. Tests restart the node from its data dir afterwards.
 func (s *Server) Kill() error {
 	s.grpc.Stop()
+	if s.cacheGRPC != nil {
+		s.cacheGRPC.Stop()
+	}
 	s.cancel()
 	return s.shutdown(s.node.Kill)
 }

@@ -64,6 +64,8 @@ func TestDefaults(t *testing.T) {
 		LogLevel: "info", LogFormat: "text",
 		MaxPayloadBytes: 4 << 20, MaxBatchTasks: 10_000, ClientExitGrace: 30 * time.Second,
 		Preemption: "drain", SchedulerInterval: time.Second,
+		MaxSharedDataBytes: 256 << 20, MaxSharedDataTTL: 7 * 24 * time.Hour, DefaultSharedDataTTL: 24 * time.Hour,
+		SharedDataKeepLevels: 2,
 	}
 	if !reflect.DeepEqual(*o, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", *o, want)

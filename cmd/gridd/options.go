@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gridd/gridd/fsm"
+	"github.com/gridd/gridd/rpc"
 	"github.com/gridd/gridd/server"
 	"github.com/spf13/pflag"
 )
@@ -51,6 +53,12 @@ type options struct {
 
 	ClientExitGrace time.Duration
 
+	CacheAddr            string
+	MaxSharedDataBytes   byteSize
+	MaxSharedDataTTL     time.Duration
+	DefaultSharedDataTTL time.Duration
+	SharedDataKeepLevels int
+
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -82,6 +90,13 @@ func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
 	fs.IntVar(&o.MaxBatchTasks, "max-batch-tasks", defaultMaxBatchTasks, "most tasks accepted in one batch")
 	fs.DurationVar(&o.ClientExitGrace, "client-exit-grace", defaultClientExitGrace,
 		"how long a session with cleanup_on_client_exit waits for its client to reconnect before the leader closes it")
+
+	fs.StringVar(&o.CacheAddr, "cache-addr", "", `a separate listen address for the Cache service (the central cache), besides --grpc-addr; "" serves it on --grpc-addr only`)
+	o.MaxSharedDataBytes = rpc.DefaultMaxSharedDataBytes
+	fs.Var(&o.MaxSharedDataBytes, "max-shared-data-bytes", "largest shared data level accepted, in bytes (suffixes KiB, MiB, GiB allowed)")
+	fs.DurationVar(&o.MaxSharedDataTTL, "max-shared-data-ttl", rpc.DefaultMaxSharedDataTTL, "longest time to live of shared data; longer requests are capped")
+	fs.DurationVar(&o.DefaultSharedDataTTL, "shared-data-ttl", rpc.DefaultSharedDataTTL, "time to live of shared data whose upload asks for none")
+	fs.IntVar(&o.SharedDataKeepLevels, "shared-data-keep-levels", fsm.DefaultKeepLevels, "update levels of shared data kept per session, the latest included, so that workers on an older level can finish")
 
 	// Zero leaves the choice to the server, which uses Raft's production
 	// values unless it knows better; the help says what those are.

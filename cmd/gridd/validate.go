@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/gridd/gridd/dispatch"
+	"github.com/gridd/gridd/fsm"
 	"github.com/gridd/gridd/server"
 )
 
@@ -61,6 +62,18 @@ func validate(o *options, origins map[string]origin) error {
 	}
 	if o.ClientExitGrace <= 0 {
 		return bad("client-exit-grace", "%s is not positive", o.ClientExitGrace)
+	}
+	if o.MaxSharedDataBytes <= 0 || o.MaxSharedDataBytes > fsm.MaxSharedDataSize {
+		return bad("max-shared-data-bytes", "%d is not between 1 and %d", o.MaxSharedDataBytes, int64(fsm.MaxSharedDataSize))
+	}
+	if o.MaxSharedDataTTL <= 0 {
+		return bad("max-shared-data-ttl", "%s is not positive", o.MaxSharedDataTTL)
+	}
+	if o.DefaultSharedDataTTL <= 0 || o.DefaultSharedDataTTL > o.MaxSharedDataTTL {
+		return bad("shared-data-ttl", "%s is not between 0 and --max-shared-data-ttl (%s)", o.DefaultSharedDataTTL, o.MaxSharedDataTTL)
+	}
+	if o.SharedDataKeepLevels < 1 || o.SharedDataKeepLevels > 100 {
+		return bad("shared-data-keep-levels", "%d is not between 1 and 100", o.SharedDataKeepLevels)
 	}
 	if _, err := dispatch.ParsePreemption(o.Preemption); err != nil {
 		return bad("preemption", "%s", err)
@@ -116,6 +129,11 @@ func validateAddrs(o *options, bad func(string, string, ...any) error) error {
 	if o.MetricsAddr != "" {
 		if _, err := parseHostPort(o.MetricsAddr, false); err != nil {
 			return bad("metrics-addr", "%s", err)
+		}
+	}
+	if o.CacheAddr != "" {
+		if _, err := parseHostPort(o.CacheAddr, false); err != nil {
+			return bad("cache-addr", "%s", err)
 		}
 	}
 	for _, j := range o.Join {
@@ -236,25 +254,30 @@ func relName(d time.Duration, name, other string) string {
 func serverConfig(o *options, logger *slog.Logger) server.Config {
 	preemption, _ := dispatch.ParsePreemption(o.Preemption) // checked by validate
 	return server.Config{
-		ID:                 o.ID,
-		DataDir:            o.DataDir,
-		GRPCAddr:           o.GRPCAddr,
-		AdvertiseGRPCAddr:  o.AdvertiseGRPCAddr,
-		RaftAddr:           o.RaftAddr,
-		AdvertiseRaftAddr:  o.AdvertiseRaftAddr,
-		MetricsAddr:        o.MetricsAddr,
-		Join:               append([]string(nil), o.Join...),
-		HeartbeatTimeout:   o.HeartbeatTimeout,
-		ElectionTimeout:    o.ElectionTimeout,
-		LeaderLeaseTimeout: o.LeaderLeaseTimeout,
-		SnapshotThreshold:  o.SnapshotThreshold,
-		SnapshotInterval:   o.SnapshotInterval,
-		TrailingLogs:       o.TrailingLogs,
-		MaxPayloadBytes:    int(o.MaxPayloadBytes),
-		MaxBatchTasks:      o.MaxBatchTasks,
-		ClientExitGrace:    o.ClientExitGrace,
-		Preemption:         preemption,
-		SchedulerInterval:  o.SchedulerInterval,
-		Logger:             logger,
+		ID:                   o.ID,
+		DataDir:              o.DataDir,
+		GRPCAddr:             o.GRPCAddr,
+		AdvertiseGRPCAddr:    o.AdvertiseGRPCAddr,
+		RaftAddr:             o.RaftAddr,
+		AdvertiseRaftAddr:    o.AdvertiseRaftAddr,
+		MetricsAddr:          o.MetricsAddr,
+		Join:                 append([]string(nil), o.Join...),
+		HeartbeatTimeout:     o.HeartbeatTimeout,
+		ElectionTimeout:      o.ElectionTimeout,
+		LeaderLeaseTimeout:   o.LeaderLeaseTimeout,
+		SnapshotThreshold:    o.SnapshotThreshold,
+		SnapshotInterval:     o.SnapshotInterval,
+		TrailingLogs:         o.TrailingLogs,
+		MaxPayloadBytes:      int(o.MaxPayloadBytes),
+		MaxBatchTasks:        o.MaxBatchTasks,
+		ClientExitGrace:      o.ClientExitGrace,
+		CacheAddr:            o.CacheAddr,
+		MaxSharedDataBytes:   int64(o.MaxSharedDataBytes),
+		MaxSharedDataTTL:     o.MaxSharedDataTTL,
+		DefaultSharedDataTTL: o.DefaultSharedDataTTL,
+		SharedDataKeepLevels: o.SharedDataKeepLevels,
+		Preemption:           preemption,
+		SchedulerInterval:    o.SchedulerInterval,
+		Logger:               logger,
 	}
 }

@@ -113,6 +113,11 @@ type Command struct {
 	//	*Command_RemoveMember
 	//	*Command_RetryDeadLetters
 	//	*Command_CancelTasks
+	//	*Command_SharedDataChunk
+	//	*Command_SharedDataCommit
+	//	*Command_SharedDataDelete
+	//	*Command_SharedDataExpire
+	//	*Command_SharedDataAbort
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -268,6 +273,51 @@ func (x *Command) GetCancelTasks() *CancelTasks {
 	return nil
 }
 
+func (x *Command) GetSharedDataChunk() *SharedDataChunk {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SharedDataChunk); ok {
+			return x.SharedDataChunk
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSharedDataCommit() *SharedDataCommit {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SharedDataCommit); ok {
+			return x.SharedDataCommit
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSharedDataDelete() *SharedDataDelete {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SharedDataDelete); ok {
+			return x.SharedDataDelete
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSharedDataExpire() *SharedDataExpire {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SharedDataExpire); ok {
+			return x.SharedDataExpire
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSharedDataAbort() *SharedDataAbort {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SharedDataAbort); ok {
+			return x.SharedDataAbort
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -316,6 +366,26 @@ type Command_CancelTasks struct {
 	CancelTasks *CancelTasks `protobuf:"bytes,20,opt,name=cancel_tasks,json=cancelTasks,proto3,oneof"`
 }
 
+type Command_SharedDataChunk struct {
+	SharedDataChunk *SharedDataChunk `protobuf:"bytes,21,opt,name=shared_data_chunk,json=sharedDataChunk,proto3,oneof"`
+}
+
+type Command_SharedDataCommit struct {
+	SharedDataCommit *SharedDataCommit `protobuf:"bytes,22,opt,name=shared_data_commit,json=sharedDataCommit,proto3,oneof"`
+}
+
+type Command_SharedDataDelete struct {
+	SharedDataDelete *SharedDataDelete `protobuf:"bytes,23,opt,name=shared_data_delete,json=sharedDataDelete,proto3,oneof"`
+}
+
+type Command_SharedDataExpire struct {
+	SharedDataExpire *SharedDataExpire `protobuf:"bytes,24,opt,name=shared_data_expire,json=sharedDataExpire,proto3,oneof"`
+}
+
+type Command_SharedDataAbort struct {
+	SharedDataAbort *SharedDataAbort `protobuf:"bytes,25,opt,name=shared_data_abort,json=sharedDataAbort,proto3,oneof"`
+}
+
 func (*Command_CreateSession) isCommand_Cmd() {}
 
 func (*Command_UpdateSession) isCommand_Cmd() {}
@@ -337,6 +407,16 @@ func (*Command_RemoveMember) isCommand_Cmd() {}
 func (*Command_RetryDeadLetters) isCommand_Cmd() {}
 
 func (*Command_CancelTasks) isCommand_Cmd() {}
+
+func (*Command_SharedDataChunk) isCommand_Cmd() {}
+
+func (*Command_SharedDataCommit) isCommand_Cmd() {}
+
+func (*Command_SharedDataDelete) isCommand_Cmd() {}
+
+func (*Command_SharedDataExpire) isCommand_Cmd() {}
+
+func (*Command_SharedDataAbort) isCommand_Cmd() {}
 
 type SessionAttrs struct {
 	state                       protoimpl.MessageState `protogen:"open.v1"`
@@ -1281,6 +1361,354 @@ func (x *RemoveMember) GetId() string {
 	return ""
 }
 
+// Shared data (the central cache). A payload is replicated as one
+// SharedDataChunk entry per piece of at most 1 MiB, accumulating into one
+// buffer of the declared size, then published by a SharedDataCommit. Only
+// one upload per session is in progress: a chunk at offset 0 with a new
+// upload id discards an unfinished older upload.
+type SharedDataChunk struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Chosen by the leader for each upload stream.
+	UploadId string `protobuf:"bytes,2,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// Declared total size; the buffer is allocated once at offset 0.
+	Size int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// Must equal the bytes received so far: chunks arrive in order.
+	Offset        int64  `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedDataChunk) Reset() {
+	*x = SharedDataChunk{}
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedDataChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedDataChunk) ProtoMessage() {}
+
+func (x *SharedDataChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedDataChunk.ProtoReflect.Descriptor instead.
+func (*SharedDataChunk) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SharedDataChunk) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SharedDataChunk) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *SharedDataChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SharedDataChunk) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *SharedDataChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// SharedDataCommit publishes the upload as a new level, atomically. Keyed
+// by request_id.
+type SharedDataCommit struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	UploadId  string                 `protobuf:"bytes,2,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// Set: fails if the session has shared data. Otherwise an update.
+	Set bool `protobuf:"varint,3,opt,name=set,proto3" json:"set,omitempty"`
+	// The level wanted; 0 means the last level + 1.
+	Level int64 `protobuf:"varint,4,opt,name=level,proto3" json:"level,omitempty"`
+	Size  int64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	// SHA-256 of the payload, checked against what the chunks carried.
+	Sha256 []byte `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Stamped by the leader: now + ttl. Renews every kept level.
+	ExpiresUnixMs int64 `protobuf:"varint,7,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	// How many levels to keep, the new one included (a leader setting,
+	// carried in the entry so every replica keeps the same).
+	KeepLevels    int32 `protobuf:"varint,8,opt,name=keep_levels,json=keepLevels,proto3" json:"keep_levels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedDataCommit) Reset() {
+	*x = SharedDataCommit{}
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedDataCommit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedDataCommit) ProtoMessage() {}
+
+func (x *SharedDataCommit) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedDataCommit.ProtoReflect.Descriptor instead.
+func (*SharedDataCommit) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SharedDataCommit) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SharedDataCommit) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *SharedDataCommit) GetSet() bool {
+	if x != nil {
+		return x.Set
+	}
+	return false
+}
+
+func (x *SharedDataCommit) GetLevel() int64 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *SharedDataCommit) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SharedDataCommit) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *SharedDataCommit) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+func (x *SharedDataCommit) GetKeepLevels() int32 {
+	if x != nil {
+		return x.KeepLevels
+	}
+	return 0
+}
+
+// SharedDataDelete drops a session's shared data (every level and any
+// unfinished upload). Keyed by request_id.
+type SharedDataDelete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedDataDelete) Reset() {
+	*x = SharedDataDelete{}
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedDataDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedDataDelete) ProtoMessage() {}
+
+func (x *SharedDataDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedDataDelete.ProtoReflect.Descriptor instead.
+func (*SharedDataDelete) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SharedDataDelete) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// SharedDataExpire is proposed by the leader's sweeper: it drops the
+// session's shared data if its expiry is still the one the sweeper saw
+// (an Update in between renewed it and wins).
+type SharedDataExpire struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ExpiresUnixMs int64                  `protobuf:"varint,2,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedDataExpire) Reset() {
+	*x = SharedDataExpire{}
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedDataExpire) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedDataExpire) ProtoMessage() {}
+
+func (x *SharedDataExpire) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedDataExpire.ProtoReflect.Descriptor instead.
+func (*SharedDataExpire) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SharedDataExpire) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SharedDataExpire) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+// SharedDataAbort is proposed by the leader for an upload left unfinished
+// (its stream failed, or a leader died mid-upload): it drops the upload if
+// it is still that one.
+type SharedDataAbort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	UploadId      string                 `protobuf:"bytes,2,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedDataAbort) Reset() {
+	*x = SharedDataAbort{}
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedDataAbort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedDataAbort) ProtoMessage() {}
+
+func (x *SharedDataAbort) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedDataAbort.ProtoReflect.Descriptor instead.
+func (*SharedDataAbort) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SharedDataAbort) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SharedDataAbort) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Rec:
@@ -1293,6 +1721,9 @@ type Record struct {
 	//	*Record_Request
 	//	*Record_Member
 	//	*Record_Trailer
+	//	*Record_SharedData
+	//	*Record_SharedBlob
+	//	*Record_SharedBytes
 	Rec           isRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1300,7 +1731,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1743,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[14]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1756,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{14}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Record) GetRec() isRecord_Rec {
@@ -1407,6 +1838,33 @@ func (x *Record) GetTrailer() *SnapshotTrailer {
 	return nil
 }
 
+func (x *Record) GetSharedData() *SharedDataRecord {
+	if x != nil {
+		if x, ok := x.Rec.(*Record_SharedData); ok {
+			return x.SharedData
+		}
+	}
+	return nil
+}
+
+func (x *Record) GetSharedBlob() *SharedBlobRecord {
+	if x != nil {
+		if x, ok := x.Rec.(*Record_SharedBlob); ok {
+			return x.SharedBlob
+		}
+	}
+	return nil
+}
+
+func (x *Record) GetSharedBytes() *SharedBytesRecord {
+	if x != nil {
+		if x, ok := x.Rec.(*Record_SharedBytes); ok {
+			return x.SharedBytes
+		}
+	}
+	return nil
+}
+
 type isRecord_Rec interface {
 	isRecord_Rec()
 }
@@ -1443,6 +1901,18 @@ type Record_Trailer struct {
 	Trailer *SnapshotTrailer `protobuf:"bytes,8,opt,name=trailer,proto3,oneof"`
 }
 
+type Record_SharedData struct {
+	SharedData *SharedDataRecord `protobuf:"bytes,9,opt,name=shared_data,json=sharedData,proto3,oneof"`
+}
+
+type Record_SharedBlob struct {
+	SharedBlob *SharedBlobRecord `protobuf:"bytes,10,opt,name=shared_blob,json=sharedBlob,proto3,oneof"`
+}
+
+type Record_SharedBytes struct {
+	SharedBytes *SharedBytesRecord `protobuf:"bytes,11,opt,name=shared_bytes,json=sharedBytes,proto3,oneof"`
+}
+
 func (*Record_Header) isRecord_Rec() {}
 
 func (*Record_Session) isRecord_Rec() {}
@@ -1459,6 +1929,12 @@ func (*Record_Member) isRecord_Rec() {}
 
 func (*Record_Trailer) isRecord_Rec() {}
 
+func (*Record_SharedData) isRecord_Rec() {}
+
+func (*Record_SharedBlob) isRecord_Rec() {}
+
+func (*Record_SharedBytes) isRecord_Rec() {}
+
 type SnapshotHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -1469,7 +1945,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1957,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1970,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{15}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1531,7 +2007,7 @@ type SessionRecord struct {
 
 func (x *SessionRecord) Reset() {
 	*x = SessionRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +2019,7 @@ func (x *SessionRecord) String() string {
 func (*SessionRecord) ProtoMessage() {}
 
 func (x *SessionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +2032,7 @@ func (x *SessionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRecord.ProtoReflect.Descriptor instead.
 func (*SessionRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{16}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SessionRecord) GetId() string {
@@ -1665,7 +2141,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +2153,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[17]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +2166,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{17}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskRecord) GetSessionId() string {
@@ -1783,7 +2259,7 @@ type ResultRecord struct {
 
 func (x *ResultRecord) Reset() {
 	*x = ResultRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +2271,7 @@ func (x *ResultRecord) String() string {
 func (*ResultRecord) ProtoMessage() {}
 
 func (x *ResultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +2284,7 @@ func (x *ResultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecord.ProtoReflect.Descriptor instead.
 func (*ResultRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{18}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResultRecord) GetSessionId() string {
@@ -1860,7 +2336,7 @@ type DeadLetterRecord struct {
 
 func (x *DeadLetterRecord) Reset() {
 	*x = DeadLetterRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +2348,7 @@ func (x *DeadLetterRecord) String() string {
 func (*DeadLetterRecord) ProtoMessage() {}
 
 func (x *DeadLetterRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +2361,7 @@ func (x *DeadLetterRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterRecord.ProtoReflect.Descriptor instead.
 func (*DeadLetterRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{19}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeadLetterRecord) GetSessionId() string {
@@ -1942,14 +2418,16 @@ type RequestRecord struct {
 	Seq uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Commands that answer a count (tasks cancelled, dead letters retried):
 	// the count of the first application.
-	Count         uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// Shared data uploads: the level the first application published.
+	Level         int64 `protobuf:"varint,7,opt,name=level,proto3" json:"level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[20]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2439,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[20]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2452,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{20}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RequestRecord) GetRequestId() string {
@@ -2019,6 +2497,212 @@ func (x *RequestRecord) GetCount() uint32 {
 	return 0
 }
 
+func (x *RequestRecord) GetLevel() int64 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+// SharedDataRecord: a session's shared-data state, after the members. It is
+// followed by its blobs (kept levels in ascending order, then the
+// unfinished upload), each followed by its bytes in records of at most
+// 1 MiB, so that no record holds a whole payload.
+type SharedDataRecord struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Highest level ever published: levels never go backwards, even after
+	// a delete.
+	LastLevel     int64 `protobuf:"varint,2,opt,name=last_level,json=lastLevel,proto3" json:"last_level,omitempty"`
+	ExpiresUnixMs int64 `protobuf:"varint,3,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedDataRecord) Reset() {
+	*x = SharedDataRecord{}
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedDataRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedDataRecord) ProtoMessage() {}
+
+func (x *SharedDataRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedDataRecord.ProtoReflect.Descriptor instead.
+func (*SharedDataRecord) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SharedDataRecord) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SharedDataRecord) GetLastLevel() int64 {
+	if x != nil {
+		return x.LastLevel
+	}
+	return 0
+}
+
+func (x *SharedDataRecord) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+type SharedBlobRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 for the unfinished upload.
+	Level int64 `protobuf:"varint,1,opt,name=level,proto3" json:"level,omitempty"`
+	// Declared size (upload) or payload size (level).
+	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// Bytes that follow: size for a level, received so far for an upload.
+	Length int64 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	// Levels only.
+	Sha256 []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Upload only.
+	UploadId        string `protobuf:"bytes,5,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	LastChunkUnixMs int64  `protobuf:"varint,6,opt,name=last_chunk_unix_ms,json=lastChunkUnixMs,proto3" json:"last_chunk_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SharedBlobRecord) Reset() {
+	*x = SharedBlobRecord{}
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedBlobRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedBlobRecord) ProtoMessage() {}
+
+func (x *SharedBlobRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedBlobRecord.ProtoReflect.Descriptor instead.
+func (*SharedBlobRecord) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SharedBlobRecord) GetLevel() int64 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *SharedBlobRecord) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SharedBlobRecord) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *SharedBlobRecord) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *SharedBlobRecord) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *SharedBlobRecord) GetLastChunkUnixMs() int64 {
+	if x != nil {
+		return x.LastChunkUnixMs
+	}
+	return 0
+}
+
+type SharedBytesRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedBytesRecord) Reset() {
+	*x = SharedBytesRecord{}
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedBytesRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedBytesRecord) ProtoMessage() {}
+
+func (x *SharedBytesRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedBytesRecord.ProtoReflect.Descriptor instead.
+func (*SharedBytesRecord) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SharedBytesRecord) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type SnapshotTrailer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Records       uint64                 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"`
@@ -2029,7 +2713,7 @@ type SnapshotTrailer struct {
 
 func (x *SnapshotTrailer) Reset() {
 	*x = SnapshotTrailer{}
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[21]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2725,7 @@ func (x *SnapshotTrailer) String() string {
 func (*SnapshotTrailer) ProtoMessage() {}
 
 func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_command_proto_msgTypes[21]
+	mi := &file_fsm_fsmpb_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2738,7 @@ func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotTrailer.ProtoReflect.Descriptor instead.
 func (*SnapshotTrailer) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{21}
+	return file_fsm_fsmpb_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotTrailer) GetRecords() uint64 {
@@ -2075,7 +2759,7 @@ var File_fsm_fsmpb_command_proto protoreflect.FileDescriptor
 
 const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\n" +
-	"\x17fsm/fsmpb/command.proto\x12\fgridd.fsm.v1\"\x89\x06\n" +
+	"\x17fsm/fsmpb/command.proto\x12\fgridd.fsm.v1\"\x93\t\n" +
 	"\aCommand\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x01 \x01(\x03R\tnowUnixMs\x12\x1d\n" +
 	"\n" +
@@ -2093,7 +2777,12 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"set_member\x18\x11 \x01(\v2\x17.gridd.fsm.v1.SetMemberH\x00R\tsetMember\x12A\n" +
 	"\rremove_member\x18\x12 \x01(\v2\x1a.gridd.fsm.v1.RemoveMemberH\x00R\fremoveMember\x12N\n" +
 	"\x12retry_dead_letters\x18\x13 \x01(\v2\x1e.gridd.fsm.v1.RetryDeadLettersH\x00R\x10retryDeadLetters\x12>\n" +
-	"\fcancel_tasks\x18\x14 \x01(\v2\x19.gridd.fsm.v1.CancelTasksH\x00R\vcancelTasksB\x05\n" +
+	"\fcancel_tasks\x18\x14 \x01(\v2\x19.gridd.fsm.v1.CancelTasksH\x00R\vcancelTasks\x12K\n" +
+	"\x11shared_data_chunk\x18\x15 \x01(\v2\x1d.gridd.fsm.v1.SharedDataChunkH\x00R\x0fsharedDataChunk\x12N\n" +
+	"\x12shared_data_commit\x18\x16 \x01(\v2\x1e.gridd.fsm.v1.SharedDataCommitH\x00R\x10sharedDataCommit\x12N\n" +
+	"\x12shared_data_delete\x18\x17 \x01(\v2\x1e.gridd.fsm.v1.SharedDataDeleteH\x00R\x10sharedDataDelete\x12N\n" +
+	"\x12shared_data_expire\x18\x18 \x01(\v2\x1e.gridd.fsm.v1.SharedDataExpireH\x00R\x10sharedDataExpire\x12K\n" +
+	"\x11shared_data_abort\x18\x19 \x01(\v2\x1d.gridd.fsm.v1.SharedDataAbortH\x00R\x0fsharedDataAbortB\x05\n" +
 	"\x03cmd\"\x88\x04\n" +
 	"\fSessionAttrs\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12\x1b\n" +
@@ -2190,7 +2879,36 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\"\x1e\n" +
 	"\fRemoveMember\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xd0\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x8d\x01\n" +
+	"\x0fSharedDataChunk\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
+	"\tupload_id\x18\x02 \x01(\tR\buploadId\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"\xeb\x01\n" +
+	"\x10SharedDataCommit\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
+	"\tupload_id\x18\x02 \x01(\tR\buploadId\x12\x10\n" +
+	"\x03set\x18\x03 \x01(\bR\x03set\x12\x14\n" +
+	"\x05level\x18\x04 \x01(\x03R\x05level\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\fR\x06sha256\x12&\n" +
+	"\x0fexpires_unix_ms\x18\a \x01(\x03R\rexpiresUnixMs\x12\x1f\n" +
+	"\vkeep_levels\x18\b \x01(\x05R\n" +
+	"keepLevels\"1\n" +
+	"\x10SharedDataDelete\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"Y\n" +
+	"\x10SharedDataExpire\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\rexpiresUnixMs\"M\n" +
+	"\x0fSharedDataAbort\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
+	"\tupload_id\x18\x02 \x01(\tR\buploadId\"\x9c\x05\n" +
 	"\x06Record\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1c.gridd.fsm.v1.SnapshotHeaderH\x00R\x06header\x127\n" +
 	"\asession\x18\x02 \x01(\v2\x1b.gridd.fsm.v1.SessionRecordH\x00R\asession\x12.\n" +
@@ -2200,7 +2918,13 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"deadLetter\x127\n" +
 	"\arequest\x18\x06 \x01(\v2\x1b.gridd.fsm.v1.RequestRecordH\x00R\arequest\x121\n" +
 	"\x06member\x18\a \x01(\v2\x17.gridd.fsm.v1.SetMemberH\x00R\x06member\x129\n" +
-	"\atrailer\x18\b \x01(\v2\x1d.gridd.fsm.v1.SnapshotTrailerH\x00R\atrailerB\x05\n" +
+	"\atrailer\x18\b \x01(\v2\x1d.gridd.fsm.v1.SnapshotTrailerH\x00R\atrailer\x12A\n" +
+	"\vshared_data\x18\t \x01(\v2\x1e.gridd.fsm.v1.SharedDataRecordH\x00R\n" +
+	"sharedData\x12A\n" +
+	"\vshared_blob\x18\n" +
+	" \x01(\v2\x1e.gridd.fsm.v1.SharedBlobRecordH\x00R\n" +
+	"sharedBlob\x12D\n" +
+	"\fshared_bytes\x18\v \x01(\v2\x1f.gridd.fsm.v1.SharedBytesRecordH\x00R\vsharedBytesB\x05\n" +
 	"\x03rec\"E\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x19\n" +
@@ -2248,7 +2972,7 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x16\n" +
 	"\x06errors\x18\x04 \x03(\tR\x06errors\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x1a\n" +
-	"\battempts\x18\x06 \x01(\x05R\battempts\"\xb1\x01\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\"\xc7\x01\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -2258,7 +2982,23 @@ const file_fsm_fsmpb_command_proto_rawDesc = "" +
 	"\verr_message\x18\x04 \x01(\tR\n" +
 	"errMessage\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05count\x18\x06 \x01(\rR\x05count\"C\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\x12\x14\n" +
+	"\x05level\x18\a \x01(\x03R\x05level\"x\n" +
+	"\x10SharedDataRecord\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"last_level\x18\x02 \x01(\x03R\tlastLevel\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x03 \x01(\x03R\rexpiresUnixMs\"\xb6\x01\n" +
+	"\x10SharedBlobRecord\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\x03R\x05level\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\x12\x1b\n" +
+	"\tupload_id\x18\x05 \x01(\tR\buploadId\x12+\n" +
+	"\x12last_chunk_unix_ms\x18\x06 \x01(\x03R\x0flastChunkUnixMs\"'\n" +
+	"\x11SharedBytesRecord\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"C\n" +
 	"\x0fSnapshotTrailer\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\x12\x16\n" +
 	"\x06crc32c\x18\x02 \x01(\rR\x06crc32c*\xc3\x01\n" +
@@ -2284,31 +3024,39 @@ func file_fsm_fsmpb_command_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_fsmpb_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsm_fsmpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_fsm_fsmpb_command_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_fsm_fsmpb_command_proto_goTypes = []any{
-	(TaskState)(0),           // 0: gridd.fsm.v1.TaskState
-	(*Command)(nil),          // 1: gridd.fsm.v1.Command
-	(*SessionAttrs)(nil),     // 2: gridd.fsm.v1.SessionAttrs
-	(*CreateSession)(nil),    // 3: gridd.fsm.v1.CreateSession
-	(*UpdateSession)(nil),    // 4: gridd.fsm.v1.UpdateSession
-	(*CloseSession)(nil),     // 5: gridd.fsm.v1.CloseSession
-	(*Task)(nil),             // 6: gridd.fsm.v1.Task
-	(*Enqueue)(nil),          // 7: gridd.fsm.v1.Enqueue
-	(*Outcome)(nil),          // 8: gridd.fsm.v1.Outcome
-	(*Outcomes)(nil),         // 9: gridd.fsm.v1.Outcomes
-	(*Ack)(nil),              // 10: gridd.fsm.v1.Ack
-	(*RetryDeadLetters)(nil), // 11: gridd.fsm.v1.RetryDeadLetters
-	(*CancelTasks)(nil),      // 12: gridd.fsm.v1.CancelTasks
-	(*SetMember)(nil),        // 13: gridd.fsm.v1.SetMember
-	(*RemoveMember)(nil),     // 14: gridd.fsm.v1.RemoveMember
-	(*Record)(nil),           // 15: gridd.fsm.v1.Record
-	(*SnapshotHeader)(nil),   // 16: gridd.fsm.v1.SnapshotHeader
-	(*SessionRecord)(nil),    // 17: gridd.fsm.v1.SessionRecord
-	(*TaskRecord)(nil),       // 18: gridd.fsm.v1.TaskRecord
-	(*ResultRecord)(nil),     // 19: gridd.fsm.v1.ResultRecord
-	(*DeadLetterRecord)(nil), // 20: gridd.fsm.v1.DeadLetterRecord
-	(*RequestRecord)(nil),    // 21: gridd.fsm.v1.RequestRecord
-	(*SnapshotTrailer)(nil),  // 22: gridd.fsm.v1.SnapshotTrailer
+	(TaskState)(0),            // 0: gridd.fsm.v1.TaskState
+	(*Command)(nil),           // 1: gridd.fsm.v1.Command
+	(*SessionAttrs)(nil),      // 2: gridd.fsm.v1.SessionAttrs
+	(*CreateSession)(nil),     // 3: gridd.fsm.v1.CreateSession
+	(*UpdateSession)(nil),     // 4: gridd.fsm.v1.UpdateSession
+	(*CloseSession)(nil),      // 5: gridd.fsm.v1.CloseSession
+	(*Task)(nil),              // 6: gridd.fsm.v1.Task
+	(*Enqueue)(nil),           // 7: gridd.fsm.v1.Enqueue
+	(*Outcome)(nil),           // 8: gridd.fsm.v1.Outcome
+	(*Outcomes)(nil),          // 9: gridd.fsm.v1.Outcomes
+	(*Ack)(nil),               // 10: gridd.fsm.v1.Ack
+	(*RetryDeadLetters)(nil),  // 11: gridd.fsm.v1.RetryDeadLetters
+	(*CancelTasks)(nil),       // 12: gridd.fsm.v1.CancelTasks
+	(*SetMember)(nil),         // 13: gridd.fsm.v1.SetMember
+	(*RemoveMember)(nil),      // 14: gridd.fsm.v1.RemoveMember
+	(*SharedDataChunk)(nil),   // 15: gridd.fsm.v1.SharedDataChunk
+	(*SharedDataCommit)(nil),  // 16: gridd.fsm.v1.SharedDataCommit
+	(*SharedDataDelete)(nil),  // 17: gridd.fsm.v1.SharedDataDelete
+	(*SharedDataExpire)(nil),  // 18: gridd.fsm.v1.SharedDataExpire
+	(*SharedDataAbort)(nil),   // 19: gridd.fsm.v1.SharedDataAbort
+	(*Record)(nil),            // 20: gridd.fsm.v1.Record
+	(*SnapshotHeader)(nil),    // 21: gridd.fsm.v1.SnapshotHeader
+	(*SessionRecord)(nil),     // 22: gridd.fsm.v1.SessionRecord
+	(*TaskRecord)(nil),        // 23: gridd.fsm.v1.TaskRecord
+	(*ResultRecord)(nil),      // 24: gridd.fsm.v1.ResultRecord
+	(*DeadLetterRecord)(nil),  // 25: gridd.fsm.v1.DeadLetterRecord
+	(*RequestRecord)(nil),     // 26: gridd.fsm.v1.RequestRecord
+	(*SharedDataRecord)(nil),  // 27: gridd.fsm.v1.SharedDataRecord
+	(*SharedBlobRecord)(nil),  // 28: gridd.fsm.v1.SharedBlobRecord
+	(*SharedBytesRecord)(nil), // 29: gridd.fsm.v1.SharedBytesRecord
+	(*SnapshotTrailer)(nil),   // 30: gridd.fsm.v1.SnapshotTrailer
 }
 var file_fsm_fsmpb_command_proto_depIdxs = []int32{
 	3,  // 0: gridd.fsm.v1.Command.create_session:type_name -> gridd.fsm.v1.CreateSession
@@ -2322,24 +3070,32 @@ var file_fsm_fsmpb_command_proto_depIdxs = []int32{
 	14, // 8: gridd.fsm.v1.Command.remove_member:type_name -> gridd.fsm.v1.RemoveMember
 	11, // 9: gridd.fsm.v1.Command.retry_dead_letters:type_name -> gridd.fsm.v1.RetryDeadLetters
 	12, // 10: gridd.fsm.v1.Command.cancel_tasks:type_name -> gridd.fsm.v1.CancelTasks
-	2,  // 11: gridd.fsm.v1.CreateSession.attrs:type_name -> gridd.fsm.v1.SessionAttrs
-	6,  // 12: gridd.fsm.v1.Enqueue.tasks:type_name -> gridd.fsm.v1.Task
-	8,  // 13: gridd.fsm.v1.Outcomes.outcomes:type_name -> gridd.fsm.v1.Outcome
-	16, // 14: gridd.fsm.v1.Record.header:type_name -> gridd.fsm.v1.SnapshotHeader
-	17, // 15: gridd.fsm.v1.Record.session:type_name -> gridd.fsm.v1.SessionRecord
-	18, // 16: gridd.fsm.v1.Record.task:type_name -> gridd.fsm.v1.TaskRecord
-	19, // 17: gridd.fsm.v1.Record.result:type_name -> gridd.fsm.v1.ResultRecord
-	20, // 18: gridd.fsm.v1.Record.dead_letter:type_name -> gridd.fsm.v1.DeadLetterRecord
-	21, // 19: gridd.fsm.v1.Record.request:type_name -> gridd.fsm.v1.RequestRecord
-	13, // 20: gridd.fsm.v1.Record.member:type_name -> gridd.fsm.v1.SetMember
-	22, // 21: gridd.fsm.v1.Record.trailer:type_name -> gridd.fsm.v1.SnapshotTrailer
-	2,  // 22: gridd.fsm.v1.SessionRecord.attrs:type_name -> gridd.fsm.v1.SessionAttrs
-	0,  // 23: gridd.fsm.v1.TaskRecord.state:type_name -> gridd.fsm.v1.TaskState
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	15, // 11: gridd.fsm.v1.Command.shared_data_chunk:type_name -> gridd.fsm.v1.SharedDataChunk
+	16, // 12: gridd.fsm.v1.Command.shared_data_commit:type_name -> gridd.fsm.v1.SharedDataCommit
+	17, // 13: gridd.fsm.v1.Command.shared_data_delete:type_name -> gridd.fsm.v1.SharedDataDelete
+	18, // 14: gridd.fsm.v1.Command.shared_data_expire:type_name -> gridd.fsm.v1.SharedDataExpire
+	19, // 15: gridd.fsm.v1.Command.shared_data_abort:type_name -> gridd.fsm.v1.SharedDataAbort
+	2,  // 16: gridd.fsm.v1.CreateSession.attrs:type_name -> gridd.fsm.v1.SessionAttrs
+	6,  // 17: gridd.fsm.v1.Enqueue.tasks:type_name -> gridd.fsm.v1.Task
+	8,  // 18: gridd.fsm.v1.Outcomes.outcomes:type_name -> gridd.fsm.v1.Outcome
+	21, // 19: gridd.fsm.v1.Record.header:type_name -> gridd.fsm.v1.SnapshotHeader
+	22, // 20: gridd.fsm.v1.Record.session:type_name -> gridd.fsm.v1.SessionRecord
+	23, // 21: gridd.fsm.v1.Record.task:type_name -> gridd.fsm.v1.TaskRecord
+	24, // 22: gridd.fsm.v1.Record.result:type_name -> gridd.fsm.v1.ResultRecord
+	25, // 23: gridd.fsm.v1.Record.dead_letter:type_name -> gridd.fsm.v1.DeadLetterRecord
+	26, // 24: gridd.fsm.v1.Record.request:type_name -> gridd.fsm.v1.RequestRecord
+	13, // 25: gridd.fsm.v1.Record.member:type_name -> gridd.fsm.v1.SetMember
+	30, // 26: gridd.fsm.v1.Record.trailer:type_name -> gridd.fsm.v1.SnapshotTrailer
+	27, // 27: gridd.fsm.v1.Record.shared_data:type_name -> gridd.fsm.v1.SharedDataRecord
+	28, // 28: gridd.fsm.v1.Record.shared_blob:type_name -> gridd.fsm.v1.SharedBlobRecord
+	29, // 29: gridd.fsm.v1.Record.shared_bytes:type_name -> gridd.fsm.v1.SharedBytesRecord
+	2,  // 30: gridd.fsm.v1.SessionRecord.attrs:type_name -> gridd.fsm.v1.SessionAttrs
+	0,  // 31: gridd.fsm.v1.TaskRecord.state:type_name -> gridd.fsm.v1.TaskState
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_fsm_fsmpb_command_proto_init() }
@@ -2359,9 +3115,14 @@ func file_fsm_fsmpb_command_proto_init() {
 		(*Command_RemoveMember)(nil),
 		(*Command_RetryDeadLetters)(nil),
 		(*Command_CancelTasks)(nil),
+		(*Command_SharedDataChunk)(nil),
+		(*Command_SharedDataCommit)(nil),
+		(*Command_SharedDataDelete)(nil),
+		(*Command_SharedDataExpire)(nil),
+		(*Command_SharedDataAbort)(nil),
 	}
 	file_fsm_fsmpb_command_proto_msgTypes[3].OneofWrappers = []any{}
-	file_fsm_fsmpb_command_proto_msgTypes[14].OneofWrappers = []any{
+	file_fsm_fsmpb_command_proto_msgTypes[19].OneofWrappers = []any{
 		(*Record_Header)(nil),
 		(*Record_Session)(nil),
 		(*Record_Task)(nil),
@@ -2370,6 +3131,9 @@ func file_fsm_fsmpb_command_proto_init() {
 		(*Record_Request)(nil),
 		(*Record_Member)(nil),
 		(*Record_Trailer)(nil),
+		(*Record_SharedData)(nil),
+		(*Record_SharedBlob)(nil),
+		(*Record_SharedBytes)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2377,7 +3141,7 @@ func file_fsm_fsmpb_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_fsmpb_command_proto_rawDesc), len(file_fsm_fsmpb_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
