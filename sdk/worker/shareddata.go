@@ -245,7 +245,7 @@ func (s *sharedStore) fetchOnce(ctx context.Context, req *griddpb.GetSharedDataR
 	}
 	var h *griddpb.SharedDataHeader
 	var data []byte
-	op := fmt.Sprintf("get shared data of session %s level %s", req.GetSessionId(), levelName(req.GetUpdateLevel()))
+	const op = "get from the central cache"
 	err := s.w.pool.Call(ctx, op, conn.CallOptions{MinBackoff: s.w.opts.MinBackoff, MaxBackoff: s.w.opts.MaxBackoff},
 		func(ctx context.Context, cc *grpc.ClientConn) error {
 			var err error

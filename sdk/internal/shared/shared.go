@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io"
 
 	"google.golang.org/grpc"
@@ -115,7 +114,9 @@ func Verify(h *griddpb.SharedDataHeader, data []byte) error {
 	return nil
 }
 
-// Get downloads a level with a Cache client; see Download for keep.
+// Get downloads a level with a Cache client; see Download for keep. Its
+// errors keep their gRPC status and do not repeat the request: callers say
+// which session and level they asked for.
 func Get(ctx context.Context, c griddpb.CacheClient, req *griddpb.GetSharedDataRequest,
 	keep func(*griddpb.SharedDataHeader) []byte) (*griddpb.SharedDataHeader, []byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -124,10 +125,5 @@ func Get(ctx context.Context, c griddpb.CacheClient, req *griddpb.GetSharedDataR
 	if err != nil {
 		return nil, nil, err
 	}
-	h, data, err := Download(st, keep)
-	if err != nil {
-		return nil, nil, fmt.Errorf("get shared data of session %s level %d: %w",
-			req.GetSessionId(), req.GetUpdateLevel(), err)
-	}
-	return h, data, nil
+	return Download(st, keep)
 }
