@@ -7,6 +7,7 @@
 // drawn from known weights (1, -2, 3, -4, ...), so the answer is checkable.
 //
 //	converge worker [flags]   compute shard gradients until interrupted
+//	                          (--node-cache: fetch the parameters through a node cache)
 //	converge client [flags]   run the descent and print the fitted weights
 package main
 
@@ -17,7 +18,6 @@ import (
 	"strings"
 
 	"github.com/gridd/gridd/examples/internal/cli"
-	"github.com/gridd/gridd/sdk/worker"
 )
 
 func main() { cli.Main(run) }
@@ -27,37 +27,12 @@ var program = cli.Program{
 	Usage: `usage: converge worker [flags]   compute shard gradients for gridd until interrupted
        converge client [flags]   run the descent, print the fitted weights
 Run "converge <command> -h" for the flags.`,
-	Worker: runWorker,
+	Worker: cli.Worker{Name: "converge", Handler: Handle}.Run,
 	Client: runClient,
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return program.Run(ctx, args, stdout, stderr)
-}
-
-// runWorker is the common worker command plus --node-cache: the node cache
-// the shared parameters are fetched through.
-func runWorker(ctx context.Context, args []string, stderr io.Writer) int {
-	fs := cli.NewFlagSet("converge worker", stderr)
-	common := cli.CommonFlags(fs, "info")
-	var opts worker.Options
-	fs.IntVar(&opts.Concurrency, "concurrency", 0, "tasks run at once (default GOMAXPROCS)")
-	fs.StringVar(&opts.NodeCacheAddr, "node-cache", cli.EnvOr("GRIDD_NODE_CACHE", ""),
-		"address of this machine's node cache (gridd nodecache), e.g. 127.0.0.1:3337; default: the central cache only (env GRIDD_NODE_CACHE)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	log, err := common.Logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "converge:", err)
-		return 2
-	}
-	opts.Addrs, opts.APIKey, opts.Logger = cli.SplitAddrs(common.Addrs), common.APIKey, log
-	if err := worker.Run(ctx, opts, Handle); err != nil {
-		fmt.Fprintln(stderr, "converge worker:", err)
-		return 1
-	}
-	return 0
 }
 
 func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) int {
