@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -187,6 +188,9 @@ func stateInvariants(st *state) error {
 }
 
 func sessionInvariants(st *state, s *session) error {
+	if err := sharedInvariants(s); err != nil {
+		return err
+	}
 	if s.closed {
 		if s.tasks != nil || s.pending != 0 || s.results.live != 0 || s.dead.live != 0 {
 			return errors.New("closed session keeps tasks, results or dead letters")
@@ -365,7 +369,13 @@ func sameResponse(a, b Response) string {
 	if a.Session != nil && !equalInfo(*a.Session, *b.Session) {
 		return fmt.Sprintf("session %+v vs %+v", *a.Session, *b.Session)
 	}
-	a.Err, b.Err, a.Session, b.Session = nil, nil, nil, nil
+	if (a.Shared == nil) != (b.Shared == nil) {
+		return "shared level on one side only"
+	}
+	if a.Shared != nil && (a.Shared.Level != b.Shared.Level || !bytes.Equal(a.Shared.SHA256, b.Shared.SHA256)) {
+		return fmt.Sprintf("shared level %d vs %d", a.Shared.Level, b.Shared.Level)
+	}
+	a.Err, b.Err, a.Session, b.Session, a.Shared, b.Shared = nil, nil, nil, nil, nil, nil
 	if a != b {
 		return fmt.Sprintf("counts %+v vs %+v", a, b)
 	}
@@ -378,4 +388,25 @@ func equalInfo(a, b SessionInfo) bool {
 	}
 	a.Attrs.Tags, b.Attrs.Tags = nil, nil
 	return reflect.DeepEqual(a, b)
+}
+
+func sharedInvariants(s *session) error {
+	sh := &s.shared
+	if s.closed && (len(sh.levels) > 0 || sh.upload != nil) {
+		return errors.New("closed session keeps shared data")
+	}
+	var prev int64
+	for _, l := range sh.levels {
+		if l.level <= prev || l.level > sh.last {
+			return fmt.Errorf("shared level %d after %d (last %d)", l.level, prev, sh.last)
+		}
+		if sha256.Sum256(l.data) != l.sum {
+			return fmt.Errorf("shared level %d does not hash to its sum", l.level)
+		}
+		prev = l.level
+	}
+	if u := sh.upload; u != nil && (int64(len(u.buf)) > u.size || int64(cap(u.buf)) != u.size) {
+		return fmt.Errorf("upload %q: %d bytes of %d, capacity %d", u.id, len(u.buf), u.size, cap(u.buf))
+	}
+	return nil
 }

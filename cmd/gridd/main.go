@@ -98,6 +98,7 @@ func newRootCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *cobra.
 	registerFlags(cmd.Flags(), &o, defaultID())
 	cmd.Flags().SortFlags = false
 	cmd.AddCommand(newWorkerCmd(lookupEnv, stderr))
+	cmd.AddCommand(newNodecacheCmd(lookupEnv, stderr))
 	return cmd
 }
 
