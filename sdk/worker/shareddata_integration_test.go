@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gridd/gridd/cache"
 	"github.com/gridd/gridd/internal/testcluster"
 	"github.com/gridd/gridd/rpc/griddpb"
 	"github.com/gridd/gridd/sdk/client"
@@ -174,4 +175,81 @@ func TestMissingLevelFailsTheAttempt(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no dead letter")
 	}
+}
+
+// Workers with a real node cache (no peers) in front of the cluster: each
+// level is read once from the central cache, and each worker downloads it
+// once from the node cache. With the node cache gone, the workers fall
+// back to the central cache and the tasks still complete.
+func TestWorkersThroughNodeCache(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nc, err := cache.Start(cache.ServiceConfig{Addr: "127.0.0.1:0",
+		Cache: cache.Config{MaxBytes: 64 << 20, Central: c.Addrs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			_ = nc.Close()
+		}
+	}()
+	cl := dial(t, ctx, c.Addrs())
+	h := func(_ context.Context, task worker.Task) ([]byte, error) {
+		return []byte(hexSum(task.SharedData)), nil
+	}
+	const workers = 3
+	for range workers {
+		start(t, worker.Options{Addrs: c.Addrs(), Concurrency: 4, NodeCacheAddr: nc.Addr()}, h)
+	}
+	s, err := cl.CreateSession(ctx, &griddpb.SessionAttributes{MaxAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Detach()
+	run := func(l int64) {
+		t.Helper()
+		data := level(l, 1<<20+17)
+		var err error
+		if l == 1 {
+			_, err = cl.SetSharedData(ctx, s.ID(), l, data, 0)
+		} else {
+			_, err = cl.UpdateSharedData(ctx, s.ID(), l, data, 0)
+		}
+		if err != nil {
+			t.Fatalf("level %d: %v", l, err)
+		}
+		ts := make([]client.Task, 60)
+		for i := range ts {
+			ts[i] = client.Task{ID: fmt.Sprintf("l%d-%d", l, i), UseSharedData: true, SharedDataLevel: l}
+		}
+		if _, err := s.Submit(ctx, ts); err != nil {
+			t.Fatal(err)
+		}
+		for range ts {
+			select {
+			case r := <-s.Results():
+				if string(r.Payload) != hexSum(data) {
+					t.Fatalf("level %d: task %s saw other bytes", l, r.TaskID)
+				}
+			case d := <-s.DeadLetters():
+				t.Fatalf("level %d: task %s dead-lettered: %v", l, d.TaskID, d.Errors)
+			case <-ctx.Done():
+				t.Fatalf("level %d: results did not all come", l)
+			}
+		}
+	}
+	run(1)
+	run(2)
+	st := nc.Cache.Stats()
+	t.Logf("node cache: %+v", st)
+	if st.UpstreamFetches != 2 || st.Hits+st.Misses > 2*workers {
+		t.Fatalf("2 levels, %d workers: %d central reads (want 2), %d node-cache downloads (want <= %d)",
+			workers, st.UpstreamFetches, st.Hits+st.Misses, 2*workers)
+	}
+	_ = nc.Close()
+	closed = true
+	run(3)
 }
