@@ -107,11 +107,14 @@ func (c *Client) GetSharedData(ctx context.Context, session string, level int64)
 	var h *griddpb.SharedDataHeader
 	var data []byte
 	o := c.callOptions()
-	o.Timeout = 0 // the size is unknown before the header: ctx bounds it
+	// The size is unknown before the header: instead of a deadline for the
+	// whole transfer, an attempt ends when the node sends nothing for the
+	// call timeout.
+	o.Timeout = 0
 	err := c.pool.Call(ctx, op, o, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
 		h, data, err = shared.Get(ctx, griddpb.NewCacheClient(cc),
-			&griddpb.GetSharedDataRequest{SessionId: session, UpdateLevel: level}, nil)
+			&griddpb.GetSharedDataRequest{SessionId: session, UpdateLevel: level}, c.opts.callTimeout, nil)
 		return err
 	})
 	if err != nil {

@@ -39,6 +39,10 @@ const (
 	// nodeCacheTimeout bounds the node cache's answer before the central
 	// cache is asked instead.
 	nodeCacheTimeout = 30 * time.Second
+	// stallTimeout: a download that receives nothing for this long is
+	// abandoned and tried again (elsewhere, for the central cache): a
+	// paused node keeps its connections open.
+	stallTimeout = 10 * time.Second
 )
 
 // sharedStore keeps the shared-data levels this worker fetched, so that a
@@ -232,7 +236,7 @@ func (s *sharedStore) fetchOnce(ctx context.Context, req *griddpb.GetSharedDataR
 		if s.w.opts.APIKey != "" {
 			nctx = metadata.AppendToOutgoingContext(nctx, conn.MDAPIKey, s.w.opts.APIKey)
 		}
-		h, data, err := shared.Get(nctx, s.node, req, keep)
+		h, data, err := shared.Get(nctx, s.node, req, stallTimeout, keep)
 		cancel()
 		if err == nil {
 			return h, data, nil
@@ -249,7 +253,7 @@ func (s *sharedStore) fetchOnce(ctx context.Context, req *griddpb.GetSharedDataR
 	err := s.w.pool.Call(ctx, op, conn.CallOptions{MinBackoff: s.w.opts.MinBackoff, MaxBackoff: s.w.opts.MaxBackoff},
 		func(ctx context.Context, cc *grpc.ClientConn) error {
 			var err error
-			h, data, err = shared.Get(s.w.outgoing(ctx), griddpb.NewCacheClient(cc), req, keep)
+			h, data, err = shared.Get(s.w.outgoing(ctx), griddpb.NewCacheClient(cc), req, stallTimeout, keep)
 			return err
 		})
 	if err != nil {

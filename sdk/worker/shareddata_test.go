@@ -40,7 +40,11 @@ func (s *levelServer) GetSharedData(req *griddpb.GetSharedDataRequest,
 	st grpc.ServerStreamingServer[griddpb.SharedDataChunk]) error {
 	s.gets.Add(1)
 	if s.gate != nil {
-		<-s.gate
+		select {
+		case <-s.gate:
+		case <-st.Context().Done():
+			return st.Context().Err()
+		}
 	}
 	s.mu.Lock()
 	level := req.GetUpdateLevel()
@@ -235,5 +239,18 @@ func TestSharedStoreWaitsForLevelAndChecksSHA(t *testing.T) {
 	ls.mu.Unlock()
 	if _, data, err := s.get(t.Context(), "s", 2); err != nil || !bytes.Equal(data, payload(2, 4)) {
 		t.Fatalf("after a corrupt download, a new fetch: err %v", err)
+	}
+}
+
+// A cache that accepts the request and then sends nothing (a paused node)
+// is given up on after the idle time, with a retryable Unavailable.
+func TestDownloadGivesUpOnASilentCache(t *testing.T) {
+	s, ls := newTestStore(t, true)
+	ls.set(1, payload(1, 4))
+	ls.gate = make(chan struct{}) // never opened
+	_, _, err := shared.Get(t.Context(), s.node, &griddpb.GetSharedDataRequest{SessionId: "s", UpdateLevel: 1},
+		50*time.Millisecond, nil)
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("silent cache: %v, want Unavailable", err)
 	}
 }

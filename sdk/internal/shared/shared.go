@@ -9,6 +9,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -114,16 +116,46 @@ func Verify(h *griddpb.SharedDataHeader, data []byte) error {
 	return nil
 }
 
-// Get downloads a level with a Cache client; see Download for keep. Its
-// errors keep their gRPC status and do not repeat the request: callers say
-// which session and level they asked for.
-func Get(ctx context.Context, c griddpb.CacheClient, req *griddpb.GetSharedDataRequest,
+// Get downloads a level with a Cache client; see Download for keep. When
+// idle > 0 and the server sends nothing for that long, the download is
+// abandoned with Unavailable (retryable): a paused or hung node keeps its
+// connection open, and a deadline for the whole transfer would have to
+// allow for the largest payload. Its errors keep their gRPC status and do
+// not repeat the request: callers say which session and level they asked
+// for.
+func Get(ctx context.Context, c griddpb.CacheClient, req *griddpb.GetSharedDataRequest, idle time.Duration,
 	keep func(*griddpb.SharedDataHeader) []byte) (*griddpb.SharedDataHeader, []byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops the server's sending when keep took a held level
+	defer cancel() // also stops the server's sending when keep took a held level
+	var stalled atomic.Bool
+	var t *time.Timer
+	if idle > 0 {
+		t = time.AfterFunc(idle, func() { stalled.Store(true); cancel() })
+		defer t.Stop()
+	}
 	st, err := c.GetSharedData(ctx, req)
 	if err != nil {
 		return nil, nil, err
 	}
-	return Download(st, keep)
+	h, data, err := Download(watched{st, t, idle}, keep)
+	if err != nil && stalled.Load() {
+		return nil, nil, status.Errorf(codes.Unavailable, "the cache sent nothing for %v (node paused or hung?): %v",
+			idle, err)
+	}
+	return h, data, err
+}
+
+// watched pushes the idle timer back on every message received.
+type watched struct {
+	grpc.ServerStreamingClient[griddpb.SharedDataChunk]
+	t    *time.Timer
+	idle time.Duration
+}
+
+func (w watched) Recv() (*griddpb.SharedDataChunk, error) {
+	m, err := w.ServerStreamingClient.Recv()
+	if err == nil && w.t != nil {
+		w.t.Reset(w.idle)
+	}
+	return m, err
 }
