@@ -253,3 +253,45 @@ func TestWorkersThroughNodeCache(t *testing.T) {
 	closed = true
 	run(3)
 }
+
+// BenchmarkSharedDataTransfer: one level of 32 MiB stored with
+// UpdateSharedData and read back with GetSharedData on a one-node cluster;
+// reports MiB/s each way.
+func BenchmarkSharedDataTransfer(b *testing.B) {
+	c := testcluster.Start(b, 1, testcluster.Options{})
+	ctx := context.Background()
+	cl, err := client.Dial(ctx, c.Addrs())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	s, err := cl.CreateSession(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Detach()
+	const size = 32 << 20
+	data := level(1, size)
+	var up, down time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		if i == 0 {
+			_, err = cl.SetSharedData(ctx, s.ID(), 1, data, 0)
+		} else {
+			_, err = cl.UpdateSharedData(ctx, s.ID(), 0, data, 0)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		got, _, err := cl.GetSharedData(ctx, s.ID(), 0)
+		if err != nil || len(got) != size {
+			b.Fatalf("get: %d bytes, %v", len(got), err)
+		}
+		up, down = up+t1.Sub(t0), down+time.Since(t1)
+	}
+	mib := float64(size) / (1 << 20) * float64(b.N)
+	b.ReportMetric(mib/up.Seconds(), "MiB/s-up")
+	b.ReportMetric(mib/down.Seconds(), "MiB/s-down")
+}
