@@ -27,8 +27,9 @@ const (
 	// for tasks of the previous iteration still running or retried.
 	keptLevels = 2
 	// keptSessions: a worker is bound to one session at a time, rarely
-	// more; older sessions' data is dropped first.
-	keptSessions = 4
+	// more; the least recently used session's data is dropped first. With
+	// levels of up to 256 MiB, this bounds the store to about 1 GiB.
+	keptSessions = 2
 	// levelWait is how long a level not visible yet (NotFound,
 	// FailedPrecondition) is asked for again: a client usually submits
 	// tasks right after the update, and a node cache or a lagging path

@@ -17,7 +17,7 @@
 // session's shared data they require in Task.SharedData, fetched before the
 // handler runs, once per worker and level, from the node cache
 // (Options.NodeCacheAddr) or else the central cache. The worker keeps the
-// newest two levels of each session in memory.
+// newest two levels of the two sessions it used last in memory.
 package worker
 
 import (
