@@ -40,6 +40,9 @@ type Config struct {
 	// FetchTimeout bounds one fetch, which outlives the reader that started
 	// it (others may wait on it). Default 5 minutes.
 	FetchTimeout time.Duration
+	// CentralRetry is how long a read keeps trying while no central cache
+	// node answers (an election, a restart). Default 10s.
+	CentralRetry time.Duration
 	// SweepInterval is how often expired levels are dropped. Default 10s.
 	SweepInterval time.Duration
 	Logger        *slog.Logger
@@ -117,6 +120,9 @@ func New(cfg Config) (*NodeCache, error) {
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = 5 * time.Minute
 	}
+	if cfg.CentralRetry <= 0 {
+		cfg.CentralRetry = 10 * time.Second
+	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = 10 * time.Second
 	}
@@ -126,7 +132,7 @@ func New(cfg Config) (*NodeCache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	cen, err := newCentral(cfg.Central, cfg.DialOptions)
+	cen, err := newCentral(cfg.Central, cfg.DialOptions, cfg.CentralRetry)
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +168,13 @@ func (c *NodeCache) sweepLoop() {
 			n := c.lru.sweep(c.cfg.Now())
 			c.mu.Unlock()
 			c.expirations.Add(uint64(n))
+			if c.peers != nil {
+				live := make(map[string]bool)
+				for _, m := range c.peers.Members() {
+					live[m.grpc] = true
+				}
+				c.conns.retain(live)
+			}
 		}
 	}
 }

@@ -207,7 +207,7 @@ func TestCentralFailoverAndDeletedSession(t *testing.T) {
 }
 
 func TestNoCentralAnswersIsUnavailable(t *testing.T) {
-	s := startCache(t, []string{"127.0.0.1:1"}, 1<<20, nil, false, nil)
+	s := startCache(t, []string{"127.0.0.1:1"}, 1<<20, nil, false, func(c *Config) { c.CentralRetry = 300 * time.Millisecond })
 	c := dial(t, s.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -62,11 +62,14 @@ func StartPeers(cfg PeersConfig) (*Peers, error) {
 	mc := memberlist.DefaultLANConfig()
 	if cfg.Local {
 		mc = memberlist.DefaultLocalConfig()
-		mc.ProbeInterval = 200 * time.Millisecond
-		mc.ProbeTimeout = 100 * time.Millisecond
+		// Fast gossip spreads joins at once; probes stay patient, because
+		// a busy machine must not declare its own processes dead (the owner
+		// of keys would move back and forth).
+		mc.ProbeInterval = 500 * time.Millisecond
+		mc.ProbeTimeout = 300 * time.Millisecond
 		mc.GossipInterval = 20 * time.Millisecond
 		mc.PushPullInterval = 2 * time.Second
-		mc.SuspicionMult = 2
+		mc.SuspicionMult = 4
 	}
 	host, port, err := splitHostPort(cfg.BindAddr, "memberlist bind address")
 	if err != nil {
@@ -170,13 +173,18 @@ func (p *Peers) Members() []member {
 // member computes the same owner from the same member list, and a member
 // joining or leaving moves only the keys it wins or held.
 func (p *Peers) owner(k key) (m member, self bool) {
+	m = ownerOf(p.Members(), k)
+	return m, m.name == p.self
+}
+
+func ownerOf(members []member, k key) (m member) {
 	var best uint64
-	for _, c := range p.Members() {
+	for _, c := range members {
 		if s := hrwScore(c.name, k); m.name == "" || s > best || s == best && c.name < m.name {
 			m, best = c, s
 		}
 	}
-	return m, m.name == p.self
+	return m
 }
 
 func hrwScore(member string, k key) uint64 {

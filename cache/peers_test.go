@@ -4,63 +4,87 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/gridd/gridd/internal/testcluster"
 	pb "github.com/gridd/gridd/rpc/griddpb"
 )
 
-// central is a real 3-node gridd cluster whose Cache service is the
+// realCentral is a real 3-node gridd cluster whose Cache service is the
 // upstream of the node caches.
 type realCentral struct {
 	c     *testcluster.Cluster
-	cache pb.CacheClient
-	queue pb.QueueClient
+	nodes []*grpc.ClientConn
 }
 
-func startCentral(t testing.TB) *realCentral {
+func startCentral(t testing.TB, opts testcluster.Options) *realCentral {
 	t.Helper()
-	c := testcluster.Start(t, 3, testcluster.Options{})
-	cc, err := grpc.NewClient(c.Nodes[c.WaitLeader()].Srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20), grpc.MaxCallSendMsgSize(4<<20)))
-	if err != nil {
-		t.Fatal(err)
+	r := &realCentral{c: testcluster.Start(t, 3, opts)}
+	for _, a := range r.c.Addrs() {
+		cc, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20), grpc.MaxCallSendMsgSize(4<<20)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		r.nodes = append(r.nodes, cc)
 	}
-	t.Cleanup(func() { _ = cc.Close() })
-	return &realCentral{c: c, cache: pb.NewCacheClient(cc), queue: pb.NewQueueClient(cc)}
+	return r
 }
 
 func (r *realCentral) session(t testing.TB) string {
 	t.Helper()
-	s, err := r.queue.CreateSession(context.Background(), &pb.CreateSessionRequest{App: "nodecache-test"})
+	s, err := pb.NewQueueClient(r.nodes[r.c.WaitLeader()]).CreateSession(context.Background(), &pb.CreateSessionRequest{App: "nodecache-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s.Id
 }
 
+var writeSeq atomic.Int64
+
 // write stores data as the session's next level (Set for the first) and
-// returns the level.
+// returns the level. A write cut by a leader change is retried on the next
+// node with the same request id, so it lands once.
 func (r *realCentral) write(t testing.TB, session string, first bool, data []byte) int64 {
 	t.Helper()
+	reqID := fmt.Sprintf("nodecache-test-%d", writeSeq.Add(1))
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; ; i++ {
+		info, err := r.writeOnce(r.nodes[i%len(r.nodes)], session, first, reqID, data)
+		if err == nil {
+			return info.UpdateLevel
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatalf("write shared data: %v", err)
+		}
+		t.Logf("write shared data: %v; retrying", err)
+	}
+}
+
+func (r *realCentral) writeOnce(cc *grpc.ClientConn, session string, first bool, reqID string, data []byte) (*pb.SharedDataInfo, error) {
 	ctx := context.Background()
 	var up grpc.ClientStreamingClient[pb.SharedDataChunk, pb.SharedDataInfo]
 	var err error
 	if first {
-		up, err = r.cache.SetSharedData(ctx)
+		up, err = pb.NewCacheClient(cc).SetSharedData(ctx)
 	} else {
-		up, err = r.cache.UpdateSharedData(ctx)
+		up, err = pb.NewCacheClient(cc).UpdateSharedData(ctx)
 	}
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	sum := sha256.Sum256(data)
-	msg := &pb.SharedDataChunk{Header: &pb.SharedDataHeader{SessionId: session, Size: int64(len(data)), Sha256: sum[:]}}
+	msg := &pb.SharedDataChunk{Header: &pb.SharedDataHeader{SessionId: session, Size: int64(len(data)), Sha256: sum[:], RequestId: reqID}}
 	for rest := data; ; {
 		n := min(len(rest), chunkSize)
 		msg.Data, rest = rest[:n], rest[n:]
@@ -72,11 +96,7 @@ func (r *realCentral) write(t testing.TB, session string, first bool, data []byt
 		}
 		msg = &pb.SharedDataChunk{}
 	}
-	info, err := up.CloseAndRecv()
-	if err != nil {
-		t.Fatalf("write shared data: %v", err)
-	}
-	return info.UpdateLevel
+	return up.CloseAndRecv()
 }
 
 // startGroup starts n node caches in one memberlist group, all reading from
@@ -109,7 +129,7 @@ func sum(caches []*Service, f func(Stats) uint64) uint64 {
 // gridd cluster: a level read through all three costs one central read; the
 // two that do not own it get it from the owner.
 func TestThreeNodeCachesReadALevelOnceFromCentral(t *testing.T) {
-	r := startCentral(t)
+	r := startCentral(t, testcluster.Options{})
 	caches := startGroup(t, r.c.Addrs(), 3, 64<<20)
 	sid := r.session(t)
 	v1 := payload(2<<20+3, 7)
@@ -164,7 +184,7 @@ func TestThreeNodeCachesReadALevelOnceFromCentral(t *testing.T) {
 // When the owner of a level does not answer, a node cache reads the central
 // cache instead.
 func TestPeerFailureFallsBackToCentral(t *testing.T) {
-	r := startCentral(t)
+	r := startCentral(t, testcluster.Options{})
 	caches := startGroup(t, r.c.Addrs(), 3, 64<<20)
 	sid := r.session(t)
 	data := payload(1000, 9)
@@ -188,5 +208,25 @@ func TestPeerFailureFallsBackToCentral(t *testing.T) {
 	}
 	if st := reader.Cache.Stats(); st.PeerFailures != 1 || st.UpstreamFetches != 1 {
 		t.Fatalf("reader stats %+v: want one peer failure and one central read", st)
+	}
+}
+
+// The central cache's leader is killed: a node cache that lists it first
+// reads the latest level from the new leader, waiting out the election.
+func TestCentralLeaderKilled(t *testing.T) {
+	r := startCentral(t, testcluster.Options{})
+	sid := r.session(t)
+	data := payload(3000, 10)
+	r.write(t, sid, true, data)
+	leader := r.c.WaitLeader()
+	addrs := r.c.Addrs()
+	addrs[0], addrs[leader] = addrs[leader], addrs[0]
+	s := startCache(t, addrs, 1<<20, nil, false, func(c *Config) { c.CentralRetry = 30 * time.Second })
+	r.c.Kill(leader)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h, got, err := download(ctx, dial(t, s.Addr()), get(sid, 0))
+	if err != nil || h.UpdateLevel != 1 || !bytes.Equal(got, data) {
+		t.Fatalf("latest with the leader killed: %v (header %v)", err, h)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,7 +83,9 @@ func Start(cfg ServiceConfig) (_ *Service, err error) {
 	if s.Cache, err = New(cc); err != nil {
 		return nil, err
 	}
-	s.grpc = grpc.NewServer()
+	// Stream workers reuse goroutines whose stacks have already grown: a
+	// hit is short enough that a fresh goroutine per stream shows.
+	s.grpc = grpc.NewServer(grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 	NewServer(s.Cache).Register(s.grpc)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, hs)

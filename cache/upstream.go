@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,13 +23,14 @@ import (
 // (a follower forwards). It tries the addresses in turn, starting with the
 // last one that answered, and moves on only while nothing has been read.
 type central struct {
-	addrs []string
-	conns []*grpc.ClientConn
-	next  atomic.Int64
+	addrs    []string
+	conns    []*grpc.ClientConn
+	next     atomic.Int64
+	retryFor time.Duration
 }
 
-func newCentral(addrs []string, opts []grpc.DialOption) (*central, error) {
-	c := &central{addrs: addrs}
+func newCentral(addrs []string, opts []grpc.DialOption, retryFor time.Duration) (*central, error) {
+	c := &central{addrs: addrs, retryFor: retryFor}
 	for _, a := range addrs {
 		cc, err := grpc.NewClient(a, opts...)
 		if err != nil {
@@ -50,7 +52,28 @@ func (c *central) close() {
 // header) already read, so a caller sees the central cache's answer
 // (NotFound, FailedPrecondition, ...) as the error of open. Cancel ctx to
 // abandon the rest of the stream.
+//
+// While no node answers (a leader election, a rolling restart) it tries
+// again for up to retryFor, so readers wait out a failover instead of
+// failing.
 func (c *central) open(ctx context.Context, req *pb.GetSharedDataRequest) (*pb.SharedDataChunk, pb.Cache_GetSharedDataClient, error) {
+	deadline := time.Now().Add(c.retryFor)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		first, stream, err := c.openOnce(ctx, req)
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return first, stream, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil, status.FromContextError(ctx.Err()).Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (c *central) openOnce(ctx context.Context, req *pb.GetSharedDataRequest) (*pb.SharedDataChunk, pb.Cache_GetSharedDataClient, error) {
 	start := int(c.next.Load())
 	var errs []string
 	for i := range c.conns {
@@ -217,13 +240,18 @@ func (c *conns) get(addr string) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
-// drop closes the connection to a peer that left.
-func (c *conns) drop(addr string) {
+// retain closes the connections to peers no longer live.
+func (c *conns) retain(live map[string]bool) {
 	c.mu.Lock()
-	cc, ok := c.m[addr]
-	delete(c.m, addr)
+	var gone []*grpc.ClientConn
+	for addr, cc := range c.m {
+		if !live[addr] {
+			gone = append(gone, cc)
+			delete(c.m, addr)
+		}
+	}
 	c.mu.Unlock()
-	if ok {
+	for _, cc := range gone {
 		_ = cc.Close()
 	}
 }

@@ -241,9 +241,6 @@ func (u *uploader) run(stream uploadStream, first *griddpb.SharedDataChunk) erro
 	if u.off != u.h.Size {
 		return invalidf("the upload stream ended after %d of the %d bytes its header declared", u.off, u.h.Size)
 	}
-	if err := u.drain(); err != nil {
-		return err
-	}
 	sum := u.sum.Sum(nil)
 	if len(u.h.Sha256) != 0 && !bytes.Equal(sum, u.h.Sha256) {
 		return invalidf("sha256 mismatch: the data hashes to %x, the header says %x", sum, u.h.Sha256)
@@ -253,16 +250,33 @@ func (u *uploader) run(stream uploadStream, first *griddpb.SharedDataChunk) erro
 	if u.h.TtlMs > 0 {
 		ttl = min(time.Duration(u.h.TtlMs)*time.Millisecond, lim.MaxTTL)
 	}
+	// The commit follows the chunks still in flight without waiting for
+	// them: raft keeps the order, and a commit after a failed chunk fails
+	// in the state machine. A small upload then costs one round of
+	// replication instead of two.
 	now := time.Now()
-	resp, err := u.c.s.propose(u.ctx, &fsmpb.Command{RequestId: u.h.RequestId, Cmd: &fsmpb.Command_SharedDataCommit{
-		SharedDataCommit: &fsmpb.SharedDataCommit{
+	waitCommit, err := u.c.s.node.ProposeAsync(u.ctx, &fsmpb.Command{NowUnixMs: now.UnixMilli(), RequestId: u.h.RequestId,
+		Cmd: &fsmpb.Command_SharedDataCommit{SharedDataCommit: &fsmpb.SharedDataCommit{
 			SessionId: u.h.SessionId, UploadId: u.id, Set: u.set, Level: u.h.UpdateLevel, Size: u.h.Size,
 			Sha256: sum, ExpiresUnixMs: now.Add(ttl).UnixMilli(), KeepLevels: int32(lim.KeepLevels),
-		},
-	}})
-	u.started = false // the commit finished the upload, whatever its answer
+		}}})
+	chunkErr := u.drain()
 	if err != nil {
 		return err
+	}
+	resp, err := waitCommit()
+	if err != nil {
+		// Outcome unknown: the abort that follows is harmless if the
+		// commit did land, and the client's retry with its request_id
+		// gets the commit's answer.
+		return err
+	}
+	u.started = false // the commit finished the upload, whatever its answer
+	if resp.Err != nil && chunkErr != nil {
+		return chunkErr // the cause; the commit only saw its effect
+	}
+	if resp.Err != nil {
+		return resp.Err
 	}
 	return u.c.answer(stream, u.h.SessionId, resp)
 }

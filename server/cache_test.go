@@ -17,6 +17,7 @@ import (
 	"github.com/gridd/gridd/internal/testcluster"
 	"github.com/gridd/gridd/rpc"
 	"github.com/gridd/gridd/rpc/griddpb"
+	"github.com/gridd/gridd/server"
 )
 
 // cacheConn dials one node's gRPC port directly (no client-side failover),
@@ -188,4 +189,243 @@ func TestCacheSetUpdateGet(t *testing.T) {
 	}
 	_, _, err = getShared(ctx, lc, sid, 0)
 	wantCode(t, "get after close", err, codes.NotFound)
+}
+
+// A 64 MiB level goes up through a follower (forwarded to the leader, as
+// 1 MiB Raft entries) and comes back intact from every node.
+func TestCacheLargePayloadRoundTrip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 64 MiB through a 3-node cluster")
+	}
+	// Raft's production timings: with the test's short ones, a loaded
+	// 2-core machine writing 64 MiB can miss heartbeats and depose the
+	// leader mid-upload (which a client handles by retrying, tested below).
+	c := testcluster.Start(t, 3, testcluster.Options{Configure: func(_ int, cfg *server.Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	leader := c.WaitLeader()
+	fc, fq := cacheConn(t, c.Nodes[(leader+1)%3].Srv.GRPCAddr())
+	sid := newSession(t, ctx, fq)
+	data := randBytes(64<<20, 64)
+	sum := sha256.Sum256(data)
+	start := time.Now()
+	info, err := putShared(ctx, fc, true, &griddpb.SharedDataHeader{SessionId: sid, Size: int64(len(data)), Sha256: sum[:]},
+		data, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("64 MiB set through a follower in %v", time.Since(start))
+	if !bytes.Equal(info.Sha256, sum[:]) || info.Size != int64(len(data)) {
+		t.Fatalf("set answered %v bytes, sha %x", info.Size, info.Sha256)
+	}
+	c.WaitConverged()
+	for i := range c.Nodes {
+		cc, _ := cacheConn(t, c.Nodes[i].Srv.GRPCAddr())
+		start := time.Now()
+		h, got, err := getShared(ctx, cc, sid, 1)
+		if err != nil {
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+		if !bytes.Equal(h.Sha256, sum[:]) || !bytes.Equal(got, data) {
+			t.Fatalf("node %d returned different data", i+1)
+		}
+		t.Logf("node %d served 64 MiB in %v", i+1, time.Since(start))
+	}
+}
+
+// The leader is killed while an update streams through it. The client
+// retries with the same request_id on the other nodes: exactly one level
+// lands, and a reader polling the latest level never sees it go back.
+func TestCacheLeaderKillDuringUpdate(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	leader := c.WaitLeader()
+	lc, lq := cacheConn(t, c.Nodes[leader].Srv.GRPCAddr())
+	sid := newSession(t, ctx, lq)
+	if _, err := putShared(ctx, lc, true, &griddpb.SharedDataHeader{SessionId: sid, Size: 3}, []byte("one"), 3); err != nil {
+		t.Fatal(err)
+	}
+
+	// Readers on the two nodes that survive, asking for the latest level.
+	var clients []griddpb.CacheClient
+	for i := range c.Nodes {
+		if i != leader {
+			cc, _ := cacheConn(t, c.Nodes[i].Srv.GRPCAddr())
+			clients = append(clients, cc)
+		}
+	}
+	stopRead := make(chan struct{})
+	readErr := make(chan error, len(clients))
+	for _, cc := range clients {
+		go func() {
+			var seen int64
+			for {
+				select {
+				case <-stopRead:
+					readErr <- nil
+					return
+				default:
+				}
+				rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+				h, _, err := getShared(rctx, cc, sid, 0)
+				rcancel()
+				if err != nil {
+					continue // the election in progress
+				}
+				if h.UpdateLevel < seen {
+					readErr <- errors.New("a reader saw the latest level go backwards")
+					return
+				}
+				seen = h.UpdateLevel
+			}
+		}()
+	}
+
+	data := randBytes(8<<20, 8)
+	sum := sha256.Sum256(data)
+	hdr := &griddpb.SharedDataHeader{SessionId: sid, Size: int64(len(data)), Sha256: sum[:], RequestId: "update-2"}
+	up, err := lc.UpdateSharedData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const chunk = 256 << 10
+	for off := 0; off < len(data)/2; off += chunk {
+		m := &griddpb.SharedDataChunk{Data: data[off : off+chunk]}
+		if off == 0 {
+			m.Header = hdr
+		}
+		if err := up.Send(m); err != nil {
+			break
+		}
+	}
+	c.Kill(leader)
+	if _, err := up.CloseAndRecv(); err == nil {
+		t.Fatal("a half-sent upload succeeded")
+	}
+
+	var info *griddpb.SharedDataInfo
+	for attempt := 0; info == nil; attempt++ {
+		if ctx.Err() != nil {
+			t.Fatal("no retry succeeded before the deadline")
+		}
+		info, err = putShared(ctx, clients[attempt%len(clients)], false, hdr, data, chunk)
+		if err != nil {
+			t.Logf("retry %d: %v", attempt, err)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if info.UpdateLevel != 2 {
+		t.Fatalf("the retried update landed level %d, want 2", info.UpdateLevel)
+	}
+	// A further retry (the answer was lost, say) is answered, not applied.
+	again, err := putShared(ctx, clients[0], false, hdr, data, chunk)
+	if err != nil || again.UpdateLevel != 2 {
+		t.Fatalf("retry after success: %v, %v", again, err)
+	}
+	close(stopRead)
+	for range clients {
+		if err := <-readErr; err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, got, err := getShared(ctx, clients[1], sid, 0)
+	if err != nil || h.UpdateLevel != 2 || !bytes.Equal(got, data) {
+		t.Fatalf("latest after failover: %v, %v", h, err)
+	}
+	_, _, err = getShared(ctx, clients[1], sid, 3)
+	wantCode(t, "level 3", err, codes.FailedPrecondition)
+}
+
+// Bad uploads and requests get a precise error and change nothing.
+func TestCacheBadInputChangesNothing(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{Configure: func(_ int, cfg *server.Config) {
+		cfg.MaxSharedDataBytes = 3 << 20
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cc, q := cacheConn(t, c.Nodes[0].Srv.GRPCAddr())
+	sid := newSession(t, ctx, q)
+	closed := newSession(t, ctx, q)
+	if _, err := q.CloseSession(ctx, &griddpb.CloseSessionRequest{SessionId: closed}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := putShared(ctx, cc, true, &griddpb.SharedDataHeader{SessionId: sid, Size: 3, UpdateLevel: 5}, []byte("abc"), 3); err != nil {
+		t.Fatal(err)
+	}
+	f := c.Nodes[0].Srv.Node().FSM()
+	before := f.Hash()
+	two := randBytes(2<<20, 2)
+	wrong := sha256.Sum256([]byte("not it"))
+	for _, tc := range []struct {
+		name string
+		set  bool
+		h    *griddpb.SharedDataHeader
+		data []byte
+		code codes.Code
+	}{
+		{"no header", true, nil, []byte("abc"), codes.InvalidArgument},
+		{"no session id", true, &griddpb.SharedDataHeader{Size: 1}, []byte("a"), codes.InvalidArgument},
+		{"unknown session", true, &griddpb.SharedDataHeader{SessionId: "nope", Size: 1}, []byte("a"), codes.NotFound},
+		{"closed session", true, &griddpb.SharedDataHeader{SessionId: closed, Size: 1}, []byte("a"), codes.FailedPrecondition},
+		{"over the limit", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 4 << 20}, nil, codes.InvalidArgument},
+		{"negative size", false, &griddpb.SharedDataHeader{SessionId: sid, Size: -1}, nil, codes.InvalidArgument},
+		{"negative ttl", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1, TtlMs: -1}, []byte("a"), codes.InvalidArgument},
+		{"short sha256", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1, Sha256: []byte{1}}, []byte("a"), codes.InvalidArgument},
+		{"expiry from the client", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1, ExpiresUnixMs: 1}, []byte("a"), codes.InvalidArgument},
+		{"level backwards", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1, UpdateLevel: 4}, []byte("a"), codes.InvalidArgument},
+		{"level equal", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1, UpdateLevel: 5}, []byte("a"), codes.InvalidArgument},
+		{"set on data", true, &griddpb.SharedDataHeader{SessionId: sid, Size: 1}, []byte("a"), codes.AlreadyExists},
+		{"more than declared", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 1 << 20}, two, codes.InvalidArgument},
+		{"less than declared", false, &griddpb.SharedDataHeader{SessionId: sid, Size: 3 << 20}, two, codes.InvalidArgument},
+		{"sha256 mismatch", false, &griddpb.SharedDataHeader{SessionId: sid, Size: int64(len(two)), Sha256: wrong[:]}, two, codes.InvalidArgument},
+	} {
+		_, err := putShared(ctx, cc, tc.set, tc.h, tc.data, 1<<20)
+		wantCode(t, tc.name, err, tc.code)
+		if f.Hash() != before {
+			t.Fatalf("%s: the state changed", tc.name)
+		}
+	}
+
+	// A chunk over 1 MiB.
+	up, err := cc.UpdateSharedData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = up.Send(&griddpb.SharedDataChunk{Header: &griddpb.SharedDataHeader{SessionId: sid, Size: int64(len(two))}, Data: two})
+	_, err = up.CloseAndRecv()
+	wantCode(t, "chunk over 1 MiB", err, codes.InvalidArgument)
+	// A header in the middle of a stream.
+	up, err = cc.UpdateSharedData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &griddpb.SharedDataHeader{SessionId: sid, Size: 2}
+	_ = up.Send(&griddpb.SharedDataChunk{Header: h, Data: []byte("a")})
+	_ = up.Send(&griddpb.SharedDataChunk{Header: h, Data: []byte("b")})
+	_, err = up.CloseAndRecv()
+	wantCode(t, "second header", err, codes.InvalidArgument)
+	// An empty stream.
+	up, err = cc.UpdateSharedData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = up.CloseAndRecv()
+	wantCode(t, "empty stream", err, codes.InvalidArgument)
+
+	_, _, err = getShared(ctx, cc, sid, -1)
+	wantCode(t, "negative level", err, codes.InvalidArgument)
+	_, _, err = getShared(ctx, cc, "", 0)
+	wantCode(t, "get without session", err, codes.InvalidArgument)
+	_, _, err = getShared(ctx, cc, "nope", 0)
+	wantCode(t, "get of an unknown session", err, codes.NotFound)
+	_, err = cc.DeleteSharedData(ctx, &griddpb.DeleteSharedDataRequest{})
+	wantCode(t, "delete without session", err, codes.InvalidArgument)
+	_, err = cc.DeleteSharedData(ctx, &griddpb.DeleteSharedDataRequest{SessionId: "nope"})
+	wantCode(t, "delete of an unknown session", err, codes.NotFound)
+	if f.Hash() != before {
+		t.Fatal("the state changed")
+	}
 }

@@ -59,6 +59,7 @@ type nodecacheOptions struct {
 	Name          string
 	MetricsAddr   string
 	FetchTimeout  time.Duration
+	CentralRetry  time.Duration
 	LogLevel      string
 	LogFormat     string
 }
@@ -107,6 +108,7 @@ func newNodecacheCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *c
 	fs.StringVar(&o.Name, "name", "", "member name, unique among node caches and stable across restarts (default: hostname/advertised address)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8082", `HTTP address of /metrics and /healthz; "" disables`)
 	fs.DurationVar(&o.FetchTimeout, "fetch-timeout", 5*time.Minute, "longest one fetch of a level from a peer or the central cache may take")
+	fs.DurationVar(&o.CentralRetry, "central-retry", 10*time.Second, "how long a read waits while no central cache node answers (an election, a restart)")
 	fs.StringVar(&o.LogLevel, "log-level", defaultLogLevel, "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", defaultLogFormat, "text or json")
 	fs.SortFlags = false
@@ -146,6 +148,8 @@ func (o *nodecacheOptions) resolve() (cache.ServiceConfig, error) {
 		return cfg, errors.New("--addr: empty; the node cache needs a listen address (like :3337)")
 	case o.FetchTimeout <= 0:
 		return cfg, fmt.Errorf("--fetch-timeout: %s is not positive", o.FetchTimeout)
+	case o.CentralRetry <= 0:
+		return cfg, fmt.Errorf("--central-retry: %s is not positive", o.CentralRetry)
 	case o.Bind == "" && len(o.Join) > 0:
 		return cfg, errors.New(`--join needs peers: --bind "" turns them off`)
 	}
@@ -157,6 +161,6 @@ func (o *nodecacheOptions) resolve() (cache.ServiceConfig, error) {
 	}
 	cfg = cache.ServiceConfig{Addr: o.Addr, AdvertiseAddr: o.AdvertiseAddr, MetricsAddr: o.MetricsAddr,
 		PeerBind: o.Bind, PeerAdvertise: o.Advertise, Join: o.Join, Name: o.Name,
-		Cache: cache.Config{MaxBytes: int64(o.CacheSize), Central: central, FetchTimeout: o.FetchTimeout}}
+		Cache: cache.Config{MaxBytes: int64(o.CacheSize), Central: central, FetchTimeout: o.FetchTimeout, CentralRetry: o.CentralRetry}}
 	return cfg, nil
 }

@@ -43,6 +43,7 @@ func TestNodecacheBadFlags(t *testing.T) {
 		{[]string{"nodecache", "--cache-size", "0"}, noEnv, "--cache-size"},
 		{[]string{"nodecache", "--cache-size", "-1GB"}, noEnv, "--cache-size"},
 		{[]string{"nodecache", "--fetch-timeout", "0s"}, noEnv, "--fetch-timeout"},
+		{[]string{"nodecache", "--central-retry", "-1s"}, noEnv, "--central-retry"},
 		{[]string{"nodecache", "--bind", "", "--join", "127.0.0.1:7946"}, noEnv, "--join"},
 		{[]string{"nodecache", "--log-level", "loud"}, noEnv, "--log-level"},
 		{[]string{"nodecache", "--bogus"}, noEnv, "see gridd nodecache --help"},
