@@ -23,6 +23,7 @@ type gen struct {
 	// and acks mostly name tasks that may exist.
 	enqueued, reported map[string][]string
 	created            []string // session ids sent in CreateSession
+	uploads            map[string]*gUpload
 }
 
 // knownIDs draws ids mostly from from, else at random.
@@ -117,7 +118,7 @@ func (g *gen) update(session string) *fsmpb.UpdateSession {
 func (g *gen) command() *fsmpb.Command {
 	var c *fsmpb.Command
 	g.step++
-	switch g.pick(6, 4, 1, 25, 30, 10, 5, 3, 2, 3) {
+	switch g.pick(6, 4, 1, 25, 30, 10, 5, 3, 2, 3, 12) {
 	case 0:
 		id := fmt.Sprintf("s%d", g.step/100+g.rng.IntN(4))
 		if g.rng.IntN(20) == 0 {
@@ -172,6 +173,8 @@ func (g *gen) command() *fsmpb.Command {
 		c = withKey(g.key(), cmdSetMember(fmt.Sprintf("n%d", g.rng.IntN(4)), "r", fmt.Sprint(g.rng.IntN(9))))
 	case 8:
 		c = withKey(g.key(), cmdRemoveMember(fmt.Sprintf("n%d", g.rng.IntN(4))))
+	case 10:
+		c = g.sharedCommand()
 	default:
 		sid := g.session()
 		if g.rng.IntN(10) == 0 {
@@ -234,7 +237,8 @@ func randomRun(t *testing.T, name string, rng *rand.Rand, steps int) {
 				closed++
 			}
 		}
-		t.Logf("%s: %+v, %d repeated keys, %d sessions (%d closed)", name, m.stats, m.repeats, len(m.sessions), closed)
+		t.Logf("%s: %+v, %d repeated keys, %d sessions (%d closed), %d shared data levels", name, m.stats, m.repeats,
+			len(m.sessions), closed, m.levels)
 	}
 	checkReplays(t, name, rng, h, resps, mid, midSnap)
 }
@@ -294,6 +298,8 @@ type model struct {
 	order     []string
 	cacheSize int
 	want      Response // the counts the last command should answer
+	wantLevel int64    // the level the last commit should answer
+	levels    int      // shared data levels published over the run
 	stats     Response // totals over the run, to show what was exercised
 	repeats   int
 }
@@ -305,6 +311,7 @@ type mSession struct {
 	submitted, completed, dead, retried       uint64
 	pending, resultsUnacked, deadLettersUnack uint64
 	cancelled, retrying, timedOut             uint64
+	shared                                    mShared
 }
 
 type mTask struct {
@@ -340,6 +347,9 @@ func (m *model) check(c *fsmpb.Command, r Response, f *FSM) error {
 			return fmt.Errorf("session %q counters %+v, model %+v", id, got, want)
 		}
 	}
+	if err := m.checkShared(f); err != nil {
+		return err
+	}
 	if len(f.Sessions()) != len(m.sessions) {
 		return fmt.Errorf("%d sessions, model has %d", len(f.Sessions()), len(m.sessions))
 	}
@@ -374,7 +384,7 @@ func (m *model) answer(c *fsmpb.Command, r Response) error {
 	if !sameKind(want, r.Err) {
 		return fmt.Errorf("answered error %v, model says %v", r.Err, want)
 	}
-	if key != "" {
+	if key != "" && !errors.Is(r.Err, ErrUploadGone) {
 		m.answers[key] = mAnswer{session: session, err: r.Err}
 		m.order = append(m.order, key)
 		if len(m.order) > m.cacheSize {
@@ -386,7 +396,8 @@ func (m *model) answer(c *fsmpb.Command, r Response) error {
 }
 
 func sameKind(a, b error) bool {
-	for _, s := range []error{ErrInvalid, ErrSessionClosed, ErrSessionExists, ErrSessionNotFound} {
+	for _, s := range []error{ErrInvalid, ErrSessionClosed, ErrSessionExists, ErrSessionNotFound,
+		ErrSharedDataNotFound, ErrSharedDataExists, ErrLevelNotWritten, ErrUploadGone} {
 		if errors.Is(a, s) != errors.Is(b, s) {
 			return false
 		}
@@ -431,6 +442,7 @@ func (m *model) apply(c *fsmpb.Command) (string, error) {
 			return id, ErrSessionNotFound
 		}
 		s.closed, s.tasks, s.pending, s.resultsUnacked, s.deadLettersUnack, s.retrying = true, nil, 0, 0, 0, 0
+		s.shared = mShared{}
 		return id, nil
 	case *fsmpb.Command_Enqueue:
 		return "", m.enqueue(b.Enqueue)
@@ -446,6 +458,9 @@ func (m *model) apply(c *fsmpb.Command) (string, error) {
 		}
 	case *fsmpb.Command_CancelTasks:
 		return "", m.cancel(b.CancelTasks)
+	case *fsmpb.Command_SharedDataChunk, *fsmpb.Command_SharedDataCommit, *fsmpb.Command_SharedDataDelete,
+		*fsmpb.Command_SharedDataExpire, *fsmpb.Command_SharedDataAbort:
+		return m.applyShared(c)
 	}
 	return "", nil
 }
@@ -577,7 +592,13 @@ func (m *model) ack(a *fsmpb.Ack, from, to fsmpb.TaskState) {
 
 func (m *model) counts(c *fsmpb.Command, r Response) error {
 	got := r
-	got.Err, got.Session = nil, nil
+	if got.Shared != nil {
+		if r.Err != nil || got.Shared.Level != m.wantLevel {
+			return fmt.Errorf("shared level %d answered, model %d (err %v)", got.Shared.Level, m.wantLevel, r.Err)
+		}
+		m.levels++
+	}
+	got.Err, got.Session, got.Shared = nil, nil, nil
 	m.stats.Accepted += got.Accepted
 	m.stats.Duplicates += got.Duplicates
 	m.stats.Recorded += got.Recorded

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/gridd/gridd/queue"
@@ -121,6 +122,12 @@ func (f *FSM) keyed(key, sessionID string, run func() Response) Response {
 		return f.replay(a)
 	}
 	r := run()
+	if errors.Is(r.Err, ErrUploadGone) {
+		// The data of this attempt is gone (a newer upload replaced it):
+		// the retry re-sends it under the same key and must be applied,
+		// not answered with this.
+		return r
+	}
 	kind, msg := kindOf(r.Err)
 	a := answer{session: sessionID, kind: kind, msg: msg, seq: st.seq(), count: uint32(r.Cancelled + r.Requeued)}
 	if r.SharedDeleted {

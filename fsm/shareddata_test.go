@@ -111,7 +111,7 @@ func TestSharedDataPartialUploadDiscarded(t *testing.T) {
 	// A new upload (a retry after a leader died mid-stream) replaces it.
 	h.mustOK(cmdChunk("s", "new", 10, 0, data[:3]))
 	wantErr(t, "chunk of the replaced upload", h.apply(cmdChunk("s", "old", 10, 4, data[4:8])), ErrUploadGone)
-	wantErr(t, "commit of the replaced upload", h.apply(cmdCommit("", "s", "old", true, 0, data, 0)), ErrUploadGone)
+	wantErr(t, "commit of the replaced upload", h.apply(cmdCommit("retry-me", "s", "old", true, 0, data, 0)), ErrUploadGone)
 	wantErr(t, "chunk out of order", h.apply(cmdChunk("s", "new", 10, 5, data[5:])), ErrInvalid)
 	wantErr(t, "chunk overruns", h.apply(cmdChunk("s", "new", 10, 3, make([]byte, 8))), ErrInvalid)
 	h.mustOK(cmdChunk("s", "new", 10, 3, data[3:]))
@@ -119,6 +119,12 @@ func TestSharedDataPartialUploadDiscarded(t *testing.T) {
 	// The failed commit finished the upload: nothing was published.
 	if _, err := h.f.SharedData("s", 0); !errors.Is(err, ErrSharedDataNotFound) {
 		t.Fatalf("after a failed commit: %v", err)
+	}
+
+	// The key of a commit whose upload was gone is not remembered: its
+	// retry with fresh chunks lands.
+	if r := h.upload("retry-me", "s", "again", true, 0, data, 4, 0); r.Err != nil || r.Shared.Level != 1 {
+		t.Fatalf("retry of a commit whose upload was gone: %+v", r)
 	}
 
 	// The leader's abort drops an unfinished upload, and only that one.

@@ -161,7 +161,7 @@ func (c *cacheServer) upload(stream uploadStream, set bool) error {
 		// A retry of an upload that already landed: answer before taking
 		// the data again.
 		if r, ok := c.s.fsm.Answer(h.RequestId); ok {
-			return c.answer(stream, h.SessionId, r)
+			return c.answer(stream, h, r)
 		}
 	}
 	if err := c.precheck(h, set); err != nil {
@@ -194,15 +194,16 @@ func (c *cacheServer) precheck(h *griddpb.SharedDataHeader, set bool) error {
 	return nil
 }
 
-func (c *cacheServer) answer(stream uploadStream, session string, r fsm.Response) error {
+func (c *cacheServer) answer(stream uploadStream, h *griddpb.SharedDataHeader, r fsm.Response) error {
 	if r.Err != nil {
 		return toStatus(r.Err)
 	}
 	l := r.Shared
 	if l == nil {
-		return status.Errorf(codes.Internal, "the first answer to this request_id was not an upload")
+		return status.Errorf(codes.InvalidArgument, "request_id %q was already used by a request that is not an upload",
+			h.RequestId)
 	}
-	return stream.SendAndClose(&griddpb.SharedDataInfo{SessionId: session, UpdateLevel: l.Level,
+	return stream.SendAndClose(&griddpb.SharedDataInfo{SessionId: l.Session, UpdateLevel: l.Level,
 		Size: int64(len(l.Data)), Sha256: l.SHA256, ExpiresUnixMs: l.ExpiresUnixMs})
 }
 
@@ -278,7 +279,7 @@ func (u *uploader) run(stream uploadStream, first *griddpb.SharedDataChunk) erro
 	if resp.Err != nil {
 		return resp.Err
 	}
-	return u.c.answer(stream, u.h.SessionId, resp)
+	return u.c.answer(stream, u.h, resp)
 }
 
 // chunk proposes one piece of data, waiting for the oldest in flight when

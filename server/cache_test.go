@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/gridd/gridd/internal/testcluster"
 	"github.com/gridd/gridd/rpc"
@@ -306,24 +307,27 @@ func TestCacheLeaderKillDuringUpdate(t *testing.T) {
 		t.Fatal("a half-sent upload succeeded")
 	}
 
-	var info *griddpb.SharedDataInfo
-	for attempt := 0; info == nil; attempt++ {
-		if ctx.Err() != nil {
-			t.Fatal("no retry succeeded before the deadline")
-		}
-		info, err = putShared(ctx, clients[attempt%len(clients)], false, hdr, data, chunk)
-		if err != nil {
+	// Retry, as a client does, on Unavailable (no leader yet, or the new
+	// one deposed in turn on a loaded machine), with the same request_id.
+	retry := func() *griddpb.SharedDataInfo {
+		for attempt := 0; ; attempt++ {
+			info, err := putShared(ctx, clients[attempt%len(clients)], false, hdr, data, chunk)
+			if err == nil {
+				return info
+			}
+			if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+				t.Fatalf("retry %d: %v", attempt, err)
+			}
 			t.Logf("retry %d: %v", attempt, err)
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	if info.UpdateLevel != 2 {
+	if info := retry(); info.UpdateLevel != 2 {
 		t.Fatalf("the retried update landed level %d, want 2", info.UpdateLevel)
 	}
 	// A further retry (the answer was lost, say) is answered, not applied.
-	again, err := putShared(ctx, clients[0], false, hdr, data, chunk)
-	if err != nil || again.UpdateLevel != 2 {
-		t.Fatalf("retry after success: %v, %v", again, err)
+	if again := retry(); again.UpdateLevel != 2 {
+		t.Fatalf("retry after success answered level %d", again.UpdateLevel)
 	}
 	close(stopRead)
 	for range clients {
@@ -332,6 +336,10 @@ func TestCacheLeaderKillDuringUpdate(t *testing.T) {
 		}
 	}
 	h, got, err := getShared(ctx, clients[1], sid, 0)
+	for status.Code(err) == codes.Unavailable && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+		h, got, err = getShared(ctx, clients[1], sid, 0)
+	}
 	if err != nil || h.UpdateLevel != 2 || !bytes.Equal(got, data) {
 		t.Fatalf("latest after failover: %v, %v", h, err)
 	}
@@ -427,5 +435,39 @@ func TestCacheBadInputChangesNothing(t *testing.T) {
 	wantCode(t, "delete of an unknown session", err, codes.NotFound)
 	if f.Hash() != before {
 		t.Fatal("the state changed")
+	}
+}
+
+// --cache-addr serves the Cache service on a listener of its own, and the
+// leader's sweeper expires data whose TTL passed (and only then).
+func TestCacheSeparateListenerAndExpiry(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{Configure: func(_ int, cfg *server.Config) {
+		cfg.CacheAddr = "127.0.0.1:0"
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv := c.Nodes[0].Srv
+	if srv.CacheAddr() == "" || srv.CacheAddr() == srv.GRPCAddr() {
+		t.Fatalf("cache listener %q (gRPC %q)", srv.CacheAddr(), srv.GRPCAddr())
+	}
+	_, q := cacheConn(t, srv.GRPCAddr())
+	cc, otherQ := cacheConn(t, srv.CacheAddr())
+	if _, err := otherQ.ListSessions(ctx, &griddpb.ListSessionsRequest{}); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("the cache listener serves the Queue service: %v", err)
+	}
+	sid := newSession(t, ctx, q)
+	long := newSession(t, ctx, q)
+	if _, err := putShared(ctx, cc, true, &griddpb.SharedDataHeader{SessionId: sid, Size: 2, TtlMs: 300}, []byte("hi"), 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := putShared(ctx, cc, true, &griddpb.SharedDataHeader{SessionId: long, Size: 2}, []byte("hi"), 2); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor("the short TTL to expire", 30*time.Second, func() bool {
+		_, _, err := getShared(ctx, cc, sid, 0)
+		return status.Code(err) == codes.NotFound
+	})
+	if _, _, err := getShared(ctx, cc, long, 0); err != nil {
+		t.Fatalf("data with the default TTL expired too: %v", err)
 	}
 }
