@@ -10,8 +10,10 @@
 # at /data.
 FROM scratch
 COPY gridd gridctl /
-# The queue API, the Raft transport and the metrics port.
-EXPOSE 1337 7337 8080
+# The queue API, the Raft transport and the metrics port; as `gridd
+# nodecache` (docker-compose.yml), the node cache's API, memberlist and
+# metrics ports.
+EXPOSE 1337 7337 8080 3337 7946 8082
 VOLUME /data
 ENTRYPOINT ["/gridd"]
 CMD ["--data-dir", "/data", "--grpc-addr", "0.0.0.0:1337", "--raft-addr", "0.0.0.0:7337", "--metrics-addr", "0.0.0.0:8080"]

@@ -42,6 +42,13 @@ const (
 	Get        = "get"         // Value.Session; ok: Value.State, Value.Priority
 	Close      = "close"       // Value.Session
 	Nemesis    = "nemesis"     // Value.Fault, Value.Nodes
+	// SharedWrite stores a level of a session's shared data (Set for level
+	// 1, Update after): Value.Session, Value.Level, Value.Digest (SHA-256
+	// of the bytes, hex) on invoke.
+	SharedWrite = "shared-write"
+	// SharedRead gets a level (Value.Level; 0 = the latest) on invoke; ok:
+	// Value.Level and Value.Digest of what came back.
+	SharedRead = "shared-read"
 )
 
 // Session states a get reports (Value.State).
@@ -64,6 +71,9 @@ type Value struct {
 	Count int      `json:"count,omitempty"`
 	Fault string   `json:"fault,omitempty"`
 	Nodes []string `json:"nodes,omitempty"`
+	// Level and Digest: shared-data operations.
+	Level  int64  `json:"level,omitempty"`
+	Digest string `json:"digest,omitempty"`
 }
 
 // Op is one event of the history.

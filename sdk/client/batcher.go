@@ -75,6 +75,9 @@ func (s *Session) Add(ctx context.Context, t Task) error {
 		s.flow.release(counted...)
 		return fmt.Errorf("gridd: add to session %s: %w", s.id, b.closed)
 	}
+	if len(b.buf) > 0 && b.buf[0].shared() != t.shared() {
+		b.sendLocked() // a batch carries one shared-data requirement
+	}
 	b.buf = append(b.buf, t)
 	b.bufCounted = append(b.bufCounted, counted...)
 	b.bufBytes += len(t.ID) + len(t.Payload)

@@ -78,6 +78,16 @@
 // run again, a worker running one is told to stop, and no result or dead
 // letter will come for them, so they stop counting in flight.
 //
+// # Shared data
+//
+// SetSharedData, UpdateSharedData, GetSharedData and DeleteSharedData
+// store and read a session's shared data in the cluster's central cache:
+// bytes with an update level, sent in 1 MiB chunks with their SHA-256;
+// writes carry a request id and are retried across failovers. Tasks that
+// need it set Task.UseSharedData and Task.SharedDataLevel (0 = the latest
+// when the worker fetches it); the worker SDK hands that level to the
+// handler.
+//
 // # Errors
 //
 // Every error returned by this package carries a gRPC status, so

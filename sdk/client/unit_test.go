@@ -279,6 +279,9 @@ func TestSplitTasks(t *testing.T) {
 		{"exact", mk(10, 1), 5, 1 << 20, []int{5, 5}},
 		{"by bytes", mk(6, 99), 100, 300, []int{3, 3}},
 		{"huge task alone", []Task{{ID: "a"}, {ID: "b", Payload: make([]byte, 1000)}, {ID: "c"}}, 10, 100, []int{1, 1, 1}},
+		{"shared-data level", []Task{{ID: "a"}, {ID: "b", UseSharedData: true, SharedDataLevel: 2},
+			{ID: "c", UseSharedData: true, SharedDataLevel: 2}, {ID: "d", UseSharedData: true, SharedDataLevel: 3},
+			{ID: "e", UseSharedData: true}}, 10, 1000, []int{1, 2, 1, 1}},
 	}
 	for _, c := range cases {
 		got := splitTasks(c.tasks, c.maxTasks, c.maxLen)

@@ -330,7 +330,7 @@ func (b *binding) take(batch *griddpb.Batch) bool {
 			continue
 		}
 		t := Task{SessionID: session, ID: m.GetId(), Payload: m.GetPayload(), Attempt: m.GetAttempt()}
-		go b.execute(ctx, rt, t, &remaining)
+		go b.execute(ctx, rt, t, batch, &remaining)
 	}
 	return true
 }
@@ -347,9 +347,20 @@ func (b *binding) untrack(id string, rt *runTask) bool {
 	return rt.stopped
 }
 
-func (b *binding) execute(ctx context.Context, rt *runTask, t Task, remaining *atomic.Int64) {
+func (b *binding) execute(ctx context.Context, rt *runTask, t Task, batch *griddpb.Batch,
+	remaining *atomic.Int64) {
 	defer b.inflight.Done()
-	out, err := b.w.call(ctx, t)
+	var out []byte
+	var err error
+	if batch.GetUseSharedData() {
+		// In the task's slot and under its lease: the first task of a level
+		// downloads it, the others wait for that download.
+		t.SharedDataLevel, t.SharedData, err = b.w.shared.get(ctx, t.SessionID,
+			batch.GetRequiredSharedDataUpdateLevel())
+	}
+	if err == nil {
+		out, err = b.w.call(ctx, t)
+	}
 	<-b.w.sem
 	msg := &griddpb.Message{Id: t.ID, Attempt: t.Attempt}
 	if b.untrack(t.ID, rt) {

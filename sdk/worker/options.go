@@ -60,6 +60,11 @@ type Options struct {
 	// leader (SIGSTOP, docker pause), whose connections stay up. Default
 	// 2 s; < 0 turns the watch off.
 	LeaderWatch time.Duration
+	// NodeCacheAddr is the gRPC address of the node cache on this machine
+	// (`gridd nodecache`, e.g. 127.0.0.1:3337), which tasks' shared data is
+	// fetched through; TLS, APIKey and DialOptions apply to it too. Empty,
+	// or when it fails, the central cache of the cluster at Addrs is asked.
+	NodeCacheAddr string
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -12,6 +12,12 @@
 // elsewhere) and its handler's context is cancelled. A handler that needs
 // longer renews its lease with ExtendLease(ctx), or KeepLease; nothing is
 // renewed automatically, so that a hung handler still times out.
+//
+// Shared data: tasks submitted with UseSharedData get the level of the
+// session's shared data they require in Task.SharedData, fetched before the
+// handler runs, once per worker and level, from the node cache
+// (Options.NodeCacheAddr) or else the central cache. The worker keeps the
+// newest two levels of the two sessions it used last in memory.
 package worker
 
 import (
@@ -35,11 +41,21 @@ import (
 
 // Task is one task to execute. Attempt is 1 on the first try; a task can be
 // run again after a failure or a lost result.
+//
+// SharedData is set for tasks that use the session's shared data: the bytes
+// of the level they require (SharedDataLevel; when the task asked for the
+// latest, the level that was the latest when it was fetched). It is shared
+// by every task using that level and must not be modified. Fetching it
+// happens in the task's slot, before the handler, and counts against the
+// task's lease; a failed fetch fails the attempt with an error naming the
+// session and level, and the server retries the task.
 type Task struct {
-	SessionID string
-	ID        string
-	Payload   []byte
-	Attempt   int32
+	SessionID       string
+	ID              string
+	Payload         []byte
+	Attempt         int32
+	SharedData      []byte
+	SharedDataLevel int64
 }
 
 // Handler executes a task and returns its result payload. A non-nil error
@@ -56,7 +72,9 @@ type worker struct {
 	h    Handler
 	pool *conn.Pool
 	log  *slog.Logger
-	sem  chan struct{} // task slots, shared by every binding
+	// shared holds the shared-data levels fetched for tasks.
+	shared *sharedStore
+	sem    chan struct{} // task slots, shared by every binding
 
 	// base is the parent of every binding's context; cancelled when the
 	// drain deadline passes.
@@ -108,6 +126,13 @@ func Run(ctx context.Context, opts Options, h Handler) error {
 	}
 	w.base, w.cancelBase = context.WithCancel(context.Background())
 	defer w.cancelBase()
+	if w.shared, err = newSharedStore(w); err != nil {
+		return err
+	}
+	defer func() {
+		w.cancelBase() // ends fetches nobody waits for any more
+		w.shared.close()
+	}()
 	return w.loop(ctx)
 }
 

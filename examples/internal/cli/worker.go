@@ -32,6 +32,8 @@ func (w Worker) Run(ctx context.Context, args []string, stderr io.Writer) int {
 	var opts worker.Options
 	fs.StringVar(&opts.WorkerID, "id", "", "worker id (default hostname-pid-random)")
 	fs.IntVar(&opts.Concurrency, "concurrency", 0, "tasks run at once (default GOMAXPROCS)")
+	fs.StringVar(&opts.NodeCacheAddr, "node-cache", EnvOr("GRIDD_NODE_CACHE", ""),
+		"node cache (gridd nodecache) that tasks' shared data is fetched through, e.g. 127.0.0.1:3337; default: the central cache (env GRIDD_NODE_CACHE)")
 	if w.Placement {
 		fs.StringVar(&opts.Node, "node", "", "node name reported to gridd (default $GRIDD_NODE)")
 		fs.StringVar(&opts.Pod, "pod", "", "pod name reported to gridd (default $GRIDD_POD)")

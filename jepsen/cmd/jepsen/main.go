@@ -55,6 +55,11 @@ type config struct {
 	keep        bool
 	verbose     bool
 	plant       string
+	sharedData  bool
+	sharedReads int
+	// sharedExplicit: --shared-data was given, so a cluster without the
+	// Cache service is an error rather than a reason to skip the workload.
+	sharedExplicit bool
 }
 
 func main() {
@@ -72,6 +77,9 @@ heals, drains and checks:
   queue:    every acknowledged task has exactly one result or dead letter
             (lost = 0, duplicated = 0, unexpected = 0, poison tasks dead-lettered)
   sessions: create/update/get/close linearizable per session (porcupine)
+  shared:   one writer updates a session's shared data level by level while
+            readers get the latest or exact levels: no reader sees the latest
+            level go backwards, every read returns its level's bytes
   cluster:  one leader, every node at the same applied index at the end
   nemesis:  every node a remove-node took out was joined back; a node whose
             raft.db was damaged refused to start, naming the file
@@ -93,6 +101,7 @@ created at the end, also after a failure or Ctrl-C (unless --keep).`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			cfg.sharedExplicit = cmd.Flags().Changed("shared-data") && cfg.sharedData
 			pass, err := run(ctx, cfg)
 			if err != nil {
 				return err
@@ -127,6 +136,8 @@ created at the end, also after a failure or Ctrl-C (unless --keep).`,
 	f.BoolVar(&cfg.keep, "keep", false, "leave the cluster running at the end")
 	f.StringVar(&cfg.plant, "plant", "", "self-test: plant a bug ("+strings.Join(plantKinds, ", ")+") in the recorded history before checking; the run must FAIL")
 	f.BoolVar(&cfg.verbose, "verbose", false, "log the SDK's debug messages")
+	f.BoolVar(&cfg.sharedData, "shared-data", true, "run the shared-data workload (skipped when the cluster has no Cache service, unless given explicitly)")
+	f.IntVar(&cfg.sharedReads, "shared-readers", 3, "readers of the shared-data workload")
 	cmd.AddCommand(workerCommand())
 	if err := cmd.Execute(); err != nil {
 		os.Exit(2)
@@ -152,7 +163,9 @@ type summary struct {
 	FaultCounts map[string]int         `json:"fault_counts"`
 	Queue       checker.QueueResult    `json:"queue"`
 	Sessions    checker.SessionsResult `json:"sessions"`
-	Cluster     clusterResult          `json:"cluster"`
+	// SharedData is nil when the workload did not run.
+	SharedData *checker.SharedDataResult `json:"shared_data,omitempty"`
+	Cluster    clusterResult             `json:"cluster"`
 	// Throughput is the outcomes delivered per second under each kind of
 	// fault, and under none.
 	Throughput map[string]rate `json:"throughput"`
@@ -332,6 +345,19 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 		})
 	}
 
+	if cfg.sharedData {
+		sw, err := newSharedWorkload(ctx, addrs, cfg.sharedReads, rec, sdkLog, log)
+		switch {
+		case errors.Is(err, errNoCache) && !cfg.sharedExplicit:
+			log.Warn("shared-data workload skipped", "err", err)
+		case err != nil:
+			return false, err
+		default:
+			defer sw.close()
+			sw.start(loadCtx, &load, rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())))
+		}
+	}
+
 	// The nemesis, for --duration.
 	var faults []faultRecord
 	var fmu sync.Mutex
@@ -422,8 +448,12 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	sum.Queue = checker.Queue(ops)
 	sum.Sessions = checker.Sessions(ops, 2*time.Minute)
 	sum.Cluster = cluster
+	if slices.ContainsFunc(ops, func(op history.Op) bool { return op.F == history.SharedWrite }) {
+		sd := checker.SharedData(ops)
+		sum.SharedData = &sd
+	}
 	sum.Valid = sum.Queue.Valid && sum.Sessions.Valid && sum.Cluster.Valid && len(sum.NotRejoined) == 0 &&
-		len(sum.Problems) == 0
+		len(sum.Problems) == 0 && (sum.SharedData == nil || sum.SharedData.Valid)
 	if err := sum.Sessions.Visualize(filepath.Join(dir, "sessions.html")); err != nil {
 		log.Warn("porcupine visualization", "err", err)
 	}
@@ -507,6 +537,15 @@ func printSummary(s summary, dir string) {
 	}
 	fmt.Printf("sessions  %s  porcupine %s: %d operations (%d unknown) on %d sessions\n",
 		verdict(se.Valid), se.Result, se.Operations, se.Unknown, se.Sessions)
+	if sd := s.SharedData; sd != nil {
+		fmt.Printf("shared    %s  writes %d (acknowledged %d, up to level %d), reads %d (ok %d)\n",
+			verdict(sd.Valid), sd.Writes, sd.WritesAcked, sd.MaxLevel, sd.Reads, sd.ReadsOK)
+		fmt.Printf("                backwards %d, wrong bytes %d, stale (reported only) %d\n",
+			sd.Backwards, sd.WrongBytes, sd.Stale)
+		if len(sd.Examples) > 0 {
+			fmt.Printf("                e.g. %v\n", sd.Examples)
+		}
+	}
 	fmt.Printf("cluster   %s  %s\n", verdict(c.Valid), c.Detail)
 	if len(s.NotRejoined) > 0 {
 		fmt.Printf("nemesis   FAIL  removed and never joined back: %v\n", s.NotRejoined)

@@ -20,9 +20,14 @@ func TestPlantFails(t *testing.T) {
 	rec.Add(2, history.OK, history.Create, history.Value{Session: "x", State: history.StateOpen, Priority: 3})
 	rec.Add(2, history.Invoke, history.Get, history.Value{Session: "x"})
 	rec.Add(2, history.OK, history.Get, history.Value{Session: "x", State: history.StateOpen, Priority: 3})
+	rec.Add(3, history.Invoke, history.SharedWrite, history.Value{Session: "y", Level: 1, Digest: "d1"})
+	rec.Add(3, history.OK, history.SharedWrite, history.Value{Session: "y", Level: 1})
+	rec.Add(4, history.Invoke, history.SharedRead, history.Value{Session: "y"})
+	rec.Add(4, history.OK, history.SharedRead, history.Value{Session: "y", Level: 1, Digest: "d1"})
 	ops := rec.Ops()
 	valid := func(ops []history.Op) bool {
-		return checker.Queue(ops).Valid && checker.Sessions(ops, time.Minute).Valid
+		return checker.Queue(ops).Valid && checker.Sessions(ops, time.Minute).Valid &&
+			checker.SharedData(ops).Valid
 	}
 	if !valid(ops) {
 		t.Fatal("the unplanted history fails")
