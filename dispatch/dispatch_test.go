@@ -225,3 +225,40 @@ func TestDispatchBindsRegisteredWorkers(t *testing.T) {
 		t.Fatalf("workers %+v", ws)
 	}
 }
+
+// A batch carries one shared-data requirement: tasks that need different
+// levels (a retried task of iteration 1 among new tasks of iteration 2)
+// never share a batch, or one of them would run against the wrong level.
+func TestDispatchBatchesKeepOneSharedDataLevel(t *testing.T) {
+	r := newRig(t)
+	r.create("s", 10)
+	enq := func(level int64, use bool, ids ...string) {
+		tasks := make([]*fsmpb.Task, len(ids))
+		for i, id := range ids {
+			tasks[i] = &fsmpb.Task{Id: id}
+		}
+		r.apply(&fsmpb.Command{Cmd: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{SessionId: "s", Tasks: tasks,
+			UseSharedData: use, RequiredSharedDataUpdateLevel: level}}})
+	}
+	enq(1, true, "a1")
+	enq(2, true, "b2", "c2")
+	enq(0, false, "d")
+	r.d.Activate()
+	st, _, err := r.d.OpenStream(context.Background(), "w1", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got []string
+	for range 3 {
+		b, err := r.d.Next(ctx, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%v@%v/%d", ids(b), b.UseSharedData, b.RequiredSharedDataUpdateLevel))
+	}
+	if want := "[[a1]@true/1 [b2 c2]@true/2 [d]@false/0]"; fmt.Sprint(got) != want {
+		t.Fatalf("batches %v, want %s", got, want)
+	}
+}

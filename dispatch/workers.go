@@ -221,15 +221,24 @@ func (d *Dispatcher) take(st *Stream) (*griddpb.Batch, error) {
 	now := time.Now()
 	b.Messages = make([]*griddpb.Message, 0, n)
 	for len(b.Messages) < n {
-		e, ok := s.ready.Pop()
+		e, ok := s.ready.Peek()
 		if !ok {
 			break
 		}
 		ts := s.tasks[e.ID]
 		if ts == nil || ts.stream != nil || ts.delayed || ts.task.Seq != e.Seq {
+			s.ready.Pop()
 			continue // stale entry: the task got an outcome, was requeued or delayed
 		}
 		t := ts.task // the latest copy: the entry may predate a failed attempt
+		// A batch names one shared-data requirement for all its tasks: a
+		// task that needs another level (a retried task of an earlier
+		// iteration among new ones) starts the next batch, or it would run
+		// against the wrong level.
+		if len(b.Messages) > 0 && (t.UseSharedData != b.UseSharedData || t.RequiredLevel != b.RequiredSharedDataUpdateLevel) {
+			break
+		}
+		s.ready.Pop()
 		s.queued--
 		s.running++
 		ts.stream, ts.batch, ts.since = st, id, now
@@ -238,8 +247,7 @@ func (d *Dispatcher) take(st *Stream) (*griddpb.Batch, error) {
 		b.Messages = append(b.Messages, &griddpb.Message{
 			Id: t.ID, Payload: t.Payload, Priority: t.Priority, Attempt: t.Attempts + 1,
 		})
-		b.UseSharedData = b.UseSharedData || t.UseSharedData
-		b.RequiredSharedDataUpdateLevel = max(b.RequiredSharedDataUpdateLevel, t.RequiredLevel)
+		b.UseSharedData, b.RequiredSharedDataUpdateLevel = t.UseSharedData, t.RequiredLevel
 	}
 	if len(b.Messages) == 0 {
 		if len(b.StopIds) > 0 {
