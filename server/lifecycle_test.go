@@ -102,7 +102,7 @@ func TestRetryDelaySurvivesLeaderKill(t *testing.T) {
 		st, _ = taskStatus(c, sess.ID(), "t1")
 		return st.Attempts == 1 && st.NotBeforeUnixMs > 0
 	})
-	old := c.Leader()
+	old := c.WaitLeader()
 	c.Kill(old)
 	killedAt := time.Now().UnixMilli()
 	if killedAt >= st.NotBeforeUnixMs {

@@ -57,7 +57,7 @@ func TestWipedFollowerIsReAdded(t *testing.T) {
 	c.WaitConverged()
 	// The re-added node's vote counts again: with the old leader gone, the
 	// other two elect a leader.
-	old := c.Leader()
+	old := c.WaitLeader()
 	c.Kill(old)
 	c.WaitFor("a leader among the two survivors", 20*time.Second, func() bool {
 		l := c.Leader()

@@ -353,7 +353,7 @@ func TestLeaderKillDuringSubmit(t *testing.T) {
 	})
 	// Kill once submissions are flowing, long before they are all in.
 	c.WaitFor("submissions flowing", 30*time.Second, func() bool { return s.Stats().TasksAccepted >= 200 })
-	l := c.Leader()
+	l := c.WaitLeader()
 	t.Logf("killing leader n%d after %d tasks accepted", l+1, s.Stats().TasksAccepted)
 	c.Kill(l)
 	restarted := make(chan struct{})
@@ -406,7 +406,7 @@ func TestLeaderKillDuringDelivery(t *testing.T) {
 	restarted := make(chan struct{})
 	exactlyOnce(t, ctx, s, want, func(got int) {
 		if got == n/4 {
-			l := c.Leader()
+			l := c.WaitLeader()
 			t.Logf("killing leader n%d after %d results", l+1, got)
 			c.Kill(l)
 			go func() {
@@ -456,7 +456,7 @@ func TestClientRestartGetsUnacknowledgedResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The next process finds a new leader.
-	l := c.Leader()
+	l := c.WaitLeader()
 	c.Kill(l)
 	c.Restart(l)
 
