@@ -13,6 +13,7 @@ import (
 
 	"github.com/gridd/gridd/internal/testcluster"
 	"github.com/gridd/gridd/rpc/griddpb"
+	"github.com/gridd/gridd/sdk/client"
 )
 
 // runIn is run with standard input; it does not log standard output,
@@ -151,6 +152,33 @@ func TestShared(t *testing.T) {
 	}
 	if out := ok(t, "--addr", addr, "shared", "delete", sid); out != "session "+sid+" had no shared data\n" {
 		t.Fatalf("delete of nothing: %q", out)
+	}
+
+	// The bar sees the bytes of real streams, both ways (a terminal
+	// enables it in gridctl; here it is switched on).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var bar bytes.Buffer
+	tr := newTransfer(&bar, true)
+	cl, err := client.Dial(ctx, c.Addrs(), client.WithDialOptions(tr.dialOption()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.SetSharedData(ctx, sid, 0, payload(5<<20, 7), 0); err != nil {
+		t.Fatal(err)
+	}
+	tr.finish()
+	if !strings.Contains(bar.String(), "5.0/5.0 MiB 100.0%") {
+		t.Fatalf("upload bar %q", bar.String())
+	}
+	bar.Reset()
+	if _, _, err := cl.GetSharedData(ctx, sid, 0); err != nil {
+		t.Fatal(err)
+	}
+	tr.finish()
+	if !strings.Contains(bar.String(), "5.0/5.0 MiB 100.0%") {
+		t.Fatalf("download bar %q", bar.String())
 	}
 }
 
