@@ -60,8 +60,8 @@ const rootLong = `gridctl operates a gridd cluster from the shell: it shows the 
 members and leader, adds and removes nodes and moves leadership; lists,
 inspects, updates, watches and closes sessions; submits tasks from a file or
 stdin and prints their results; shows and cancels tasks; lists, retries and
-purges dead letters; lists
-the connected workers; and benchmarks the cluster end to end.
+purges dead letters; sets, updates, reads and deletes a session's shared
+data; lists the connected workers; and benchmarks the cluster end to end.
 
 It talks to the nodes given by --addr (or GRIDCTL_ADDR), trying each until one
 answers; any node will do, because followers forward writes to the leader.
@@ -74,13 +74,14 @@ const rootExample = `  gridctl cluster status
   seq 1000 | gridctl submit --max-attempts 2 --retry-backoff 1s > results.tsv
   gridctl task show --session 01J9ZQ3V6X6M6P3N4V6ZB0D2QK 17 42
   gridctl task cancel --session 01J9ZQ3V6X6M6P3N4V6ZB0D2QK --all
+  gridctl shared update 01J9ZQ3V6X6M6P3N4V6ZB0D2QK params.bin --ttl 1h
   gridctl bench --tasks 200000 --batch 100 --workers 4`
 
 func newRootCmd(lookupEnv func(string) (string, bool)) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:           "gridctl",
-		Short:         "Operate a gridd cluster: members, sessions, tasks, dead letters, benchmarks",
+		Short:         "Operate a gridd cluster: members, sessions, tasks, dead letters, shared data, benchmarks",
 		Long:          rootLong,
 		Example:       rootExample,
 		SilenceUsage:  true,
@@ -98,7 +99,7 @@ func newRootCmd(lookupEnv func(string) (string, bool)) *cobra.Command {
 		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
 	})
 	root.AddCommand(newClusterCmd(g), newSessionCmd(g), newTaskCmd(g))
-	root.AddCommand(newSubmitCmd(g), newDLQCmd(g), newWorkersCmd(g), newBenchCmd(g))
+	root.AddCommand(newSubmitCmd(g), newDLQCmd(g), newSharedCmd(g), newWorkersCmd(g), newBenchCmd(g))
 	return root
 }
 

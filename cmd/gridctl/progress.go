@@ -34,6 +34,9 @@ type progressBar struct {
 	shown bool      // a line is on screen
 	width int       // length of the line on screen
 	rate  rateMeter
+	// line formats what the bar shows; progressLine (tasks) unless set,
+	// bytesLine for transfers.
+	line func(done, total, failed uint64, rate float64, elapsed time.Duration) string
 }
 
 // minRedraw keeps the bar from costing more than the work it reports.
@@ -58,7 +61,11 @@ func (p *progressBar) update(done, total, failed uint64, force bool) {
 	}
 	p.last = now
 	p.rate.add(now, done)
-	line := progressLine(done, total, failed, p.rate.perSecond(), time.Since(p.start))
+	format := p.line
+	if format == nil {
+		format = progressLine
+	}
+	line := format(done, total, failed, p.rate.perSecond(), time.Since(p.start))
 	pad := ""
 	if n := p.width - len(line); n > 0 {
 		pad = strings.Repeat(" ", n)
@@ -97,25 +104,31 @@ func (p *progressBar) finish() {
 
 // progressLine is "[=====>    ]  1234/5000  24.7%  812/s  ETA 4s  failed 2".
 func progressLine(done, total, failed uint64, rate float64, elapsed time.Duration) string {
+	bar, frac, eta := barParts(done, total, rate)
+	return fmt.Sprintf("[%s] %d/%d %5.1f%%  %s/s  ETA %s  elapsed %s  failed %d",
+		bar, done, total, frac*100, humanRate(rate), eta, roundDuration(elapsed), failed)
+}
+
+// barParts is what every bar shows: the bar itself, the fraction done and
+// the ETA at rate.
+func barParts(done, total uint64, rate float64) (bar string, frac float64, eta string) {
 	const width = 24
-	frac := 0.0
 	if total > 0 {
 		frac = min(float64(done)/float64(total), 1)
 	}
 	filled := int(frac * width)
-	bar := strings.Repeat("=", filled)
+	bar = strings.Repeat("=", filled)
 	if filled < width {
 		bar += ">" + strings.Repeat(" ", width-filled-1)
 	}
-	eta := "?"
+	eta = "?"
 	switch {
 	case total > 0 && done >= total:
 		eta = "0s"
 	case rate > 0 && total > done:
 		eta = roundDuration(time.Duration(float64(total-done) / rate * float64(time.Second))).String()
 	}
-	return fmt.Sprintf("[%s] %d/%d %5.1f%%  %s/s  ETA %s  elapsed %s  failed %d",
-		bar, done, total, frac*100, humanRate(rate), eta, roundDuration(elapsed), failed)
+	return bar, frac, eta
 }
 
 // roundDuration drops the digits a person does not read.

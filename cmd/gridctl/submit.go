@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
 
 	"github.com/gridd/gridd/rpc/griddpb"
 	"github.com/gridd/gridd/sdk/client"
@@ -179,10 +180,10 @@ func openInput(cmd *cobra.Command, args []string) (io.Reader, func(), error) {
 // sdkClient dials the cluster with the SDK, which follows the leader and
 // retries across failovers. Its log goes to stderr, warnings only: the
 // command's own output is the results.
-func sdkClient(ctx context.Context, g *globals, stderr io.Writer) (*client.Client, error) {
+func sdkClient(ctx context.Context, g *globals, stderr io.Writer, dialOpts ...grpc.DialOption) (*client.Client, error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	c, err := client.Dial(ctx, g.addrs, client.WithAPIKey(g.apiKey), client.WithLogger(log),
-		client.WithCallTimeout(g.timeout))
+		client.WithCallTimeout(g.timeout), client.WithDialOptions(dialOpts...))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %v: %w", g.addrs, err)
 	}
