@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"sync/atomic"
@@ -38,8 +39,24 @@ type Options struct {
 
 // freeAddr reserves a loopback port; the node binds it right after, and
 // binds it again on restart so that its Raft address stays the same.
+//
+// Ports come from below the kernel's ephemeral range (32768-60999 on
+// Linux): a node restarted on its old address must find it free, and an
+// ephemeral port can be taken meanwhile by any outgoing connection of the
+// test binaries running in parallel (seen in CI as "address already in
+// use" on a restart).
 func freeAddr(t testing.TB) string {
 	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("reserve a port: %v", err)
