@@ -81,7 +81,7 @@ func (a *Authenticator) authorize(ctx context.Context, method string) (context.C
 	switch {
 	case errors.Is(err, ErrMissingKey):
 		return nil, status.Error(codes.Unauthenticated,
-			"missing API key: this cluster requires one in the api_key metadata header (gridctl --api-key or GRIDD_API_KEY, client.WithAPIKey, worker Options.APIKey)")
+			"missing API key: this cluster requires one in the api_key metadata header (gridctl --api-key or GRIDCTL_API_KEY, client.WithAPIKey, worker Options.APIKey)")
 	case err != nil:
 		return nil, status.Error(codes.PermissionDenied, "API key not recognised: it is not in this cluster's keys file (or was revoked)")
 	}
