@@ -157,6 +157,9 @@ func (c *cacheServer) upload(stream uploadStream, set bool) error {
 	if err := ValidateSharedHeader(c.lim, h); err != nil {
 		return toStatus(err)
 	}
+	if err := c.s.checkApp(ctx, h.SessionId); err != nil {
+		return err
+	}
 	if h.RequestId != "" {
 		// A retry of an upload that already landed: answer before taking
 		// the data again.
@@ -388,6 +391,9 @@ func (c *cacheServer) GetSharedData(req *griddpb.GetSharedDataRequest, stream gr
 		return toStatus(invalidf("update_level %d is negative", req.UpdateLevel))
 	}
 	ctx := stream.Context()
+	if err := c.s.checkApp(ctx, req.SessionId); err != nil {
+		return err
+	}
 	// An exact level never changes once written, so any node that has it
 	// may serve it; the latest must come from the leader, or a reader
 	// could see levels go backwards when it moves between nodes.
@@ -468,6 +474,9 @@ func (c *cacheServer) DeleteSharedData(ctx context.Context, req *griddpb.DeleteS
 			return nil, err
 		}
 		return griddpb.NewCacheClient(conn).DeleteSharedData(c.s.fwd.outgoing(ctx), req)
+	}
+	if err := c.s.checkApp(ctx, req.SessionId); err != nil {
+		return nil, err
 	}
 	if err := validateID("session", req.SessionId); err != nil {
 		return nil, toStatus(err)

@@ -31,7 +31,7 @@ func (s *Server) streamSession(ctx context.Context) (string, error) {
 		return "", toStatus(err)
 	}
 	info, ok := s.fsm.Session(sid)
-	if !ok {
+	if !ok || !sessionVisible(ctx, info.App) {
 		return "", status.Errorf(codes.NotFound, "session %q not found", sid)
 	}
 	if info.Closed {

@@ -21,6 +21,9 @@ func (s *Server) ListDeadLetters(ctx context.Context, req *griddpb.ListDeadLette
 		}
 		return griddpb.NewQueueClient(conn).ListDeadLetters(s.fwd.outgoing(ctx), req)
 	}
+	if err := s.checkApp(ctx, req.SessionId); err != nil {
+		return nil, err
+	}
 	if err := validateID("session", req.SessionId); err != nil {
 		return nil, toStatus(err)
 	}
@@ -58,6 +61,9 @@ func (s *Server) RetryDeadLetters(ctx context.Context, req *griddpb.RetryDeadLet
 		}
 		return griddpb.NewQueueClient(conn).RetryDeadLetters(s.fwd.outgoing(ctx), req)
 	}
+	if err := s.checkApp(ctx, req.SessionId); err != nil {
+		return nil, err
+	}
 	if err := s.validateDeadLetterIDs(req.SessionId, req.Ids); err != nil {
 		return nil, err
 	}
@@ -77,6 +83,9 @@ func (s *Server) PurgeDeadLetters(ctx context.Context, req *griddpb.PurgeDeadLet
 			return nil, err
 		}
 		return griddpb.NewQueueClient(conn).PurgeDeadLetters(s.fwd.outgoing(ctx), req)
+	}
+	if err := s.checkApp(ctx, req.SessionId); err != nil {
+		return nil, err
 	}
 	if err := s.validateDeadLetterIDs(req.SessionId, req.Ids); err != nil {
 		return nil, err
@@ -133,6 +142,9 @@ func (s *Server) ListWorkers(ctx context.Context, req *griddpb.ListWorkersReques
 	}
 	out := &griddpb.ListWorkersResponse{}
 	for _, w := range s.disp.Workers() {
+		if !s.workerVisible(ctx, w.Session) {
+			continue
+		}
 		out.Workers = append(out.Workers, &griddpb.WorkerInfo{Id: w.ID, Node: w.Node, Pod: w.Pod,
 			SessionId: w.Session, Running: uint32(w.Running), ConnectedUnixMs: w.Connected.UnixMilli(),
 			Registered: w.Registered})

@@ -140,6 +140,12 @@ func (s *Server) CreateSession(ctx context.Context, req *griddpb.CreateSessionRe
 	if err := ValidateCreate(req); err != nil {
 		return nil, toStatus(err)
 	}
+	if err := checkCreateApp(ctx, req.App); err != nil {
+		return nil, err
+	}
+	if err := s.checkApp(ctx, req.SessionId); err != nil {
+		return nil, err
+	}
 	id := req.SessionId
 	if id == "" {
 		id = s.newID()
@@ -160,6 +166,9 @@ func (s *Server) UpdateSession(ctx context.Context, req *griddpb.UpdateSessionRe
 			return nil, err
 		}
 		return griddpb.NewQueueClient(conn).UpdateSession(s.fwd.outgoing(ctx), req)
+	}
+	if err := s.checkApp(ctx, req.SessionId); err != nil {
+		return nil, err
 	}
 	if err := validateID("session", req.SessionId); err != nil {
 		return nil, toStatus(err)
@@ -182,6 +191,9 @@ func (s *Server) CloseSession(ctx context.Context, req *griddpb.CloseSessionRequ
 		}
 		return griddpb.NewQueueClient(conn).CloseSession(s.fwd.outgoing(ctx), req)
 	}
+	if err := s.checkApp(ctx, req.SessionId); err != nil {
+		return nil, err
+	}
 	if err := validateID("session", req.SessionId); err != nil {
 		return nil, toStatus(err)
 	}
@@ -202,6 +214,9 @@ func (s *Server) GetSession(ctx context.Context, req *griddpb.GetSessionRequest)
 			return nil, err
 		}
 		return griddpb.NewQueueClient(conn).GetSession(s.fwd.outgoing(ctx), req)
+	}
+	if err := s.checkApp(ctx, req.SessionId); err != nil {
+		return nil, err
 	}
 	if err := validateID("session", req.SessionId); err != nil {
 		return nil, toStatus(err)
@@ -229,7 +244,7 @@ func (s *Server) ListSessions(ctx context.Context, req *griddpb.ListSessionsRequ
 	}
 	out := &griddpb.ListSessionsResponse{}
 	for _, info := range s.fsm.Sessions() {
-		if info.Closed && !req.IncludeClosed {
+		if info.Closed && !req.IncludeClosed || !sessionVisible(ctx, info.App) {
 			continue
 		}
 		out.Sessions = append(out.Sessions, s.sessionPB(&info))

@@ -28,6 +28,9 @@ func (s *Server) CancelTasks(ctx context.Context, req *griddpb.CancelTasksReques
 		}
 		return griddpb.NewQueueClient(conn).CancelTasks(s.fwd.outgoing(ctx), req)
 	}
+	if err := s.checkApp(ctx, req.SessionId); err != nil {
+		return nil, err
+	}
 	if err := validateCancel(req); err != nil {
 		return nil, toStatus(err)
 	}
@@ -72,6 +75,9 @@ func (s *Server) GetTasks(ctx context.Context, req *griddpb.GetTasksRequest) (*g
 			return nil, err
 		}
 		return griddpb.NewQueueClient(conn).GetTasks(s.fwd.outgoing(ctx), req)
+	}
+	if err := s.checkApp(ctx, req.SessionId); err != nil {
+		return nil, err
 	}
 	if err := validateGet(req); err != nil {
 		return nil, toStatus(err)

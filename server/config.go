@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gridd/gridd/auth"
 	"github.com/gridd/gridd/dispatch"
 	"google.golang.org/grpc"
 )
@@ -69,6 +70,12 @@ type Config struct {
 	SchedulerInterval time.Duration
 
 	Logger *slog.Logger
+
+	// Auth checks the api_key of every call (auth package); nil runs the
+	// node open, for development. JoinAPIKey is the key this node sends
+	// when it joins a cluster that requires keys (role admin or node).
+	Auth       *auth.Authenticator
+	JoinAPIKey string
 
 	// GRPCServerOptions are appended to the node's own gRPC server options.
 	// Not a setting of cmd/gridd: tests use it to add interceptors, for

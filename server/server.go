@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gridd/gridd/auth"
 	"github.com/gridd/gridd/cluster"
 	"github.com/gridd/gridd/dispatch"
 	"github.com/gridd/gridd/fsm"
@@ -27,6 +28,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 )
 
@@ -89,13 +91,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks},
 		Cache: rpc.CacheLimits{MaxBytes: cfg.MaxSharedDataBytes, MaxTTL: cfg.MaxSharedDataTTL,
 			DefaultTTL: cfg.DefaultSharedDataTTL, KeepLevels: cfg.SharedDataKeepLevels}})
-	g := grpc.NewServer(append([]grpc.ServerOption{
+	g := grpc.NewServer(append(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize),
 		// Dead clients and workers are noticed within seconds, so their
 		// tasks are redispatched and their streams released.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
-	}, cfg.GRPCServerOptions...)...)
+	}, authOptions(cfg)...), cfg.GRPCServerOptions...)...)
 	rs.Register(g)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
@@ -139,6 +141,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// authOptions checks API keys before any other interceptor runs, when keys
+// are configured.
+func authOptions(cfg Config) []grpc.ServerOption {
+	if cfg.Auth == nil {
+		return nil
+	}
+	log := cfg.Logger.With("component", "auth", "node", cfg.ID)
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(cfg.Auth.UnaryInterceptor(log)),
+		grpc.ChainStreamInterceptor(cfg.Auth.StreamInterceptor(log)),
+	}
+}
+
 // closeSession proposes CloseSession for the dispatcher's
 // cleanup_on_client_exit, with a fresh request id: the leader decides alone,
 // so there is no caller whose retry must be recognised.
@@ -159,11 +174,11 @@ func (s *Server) startCache() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s for the cache (--cache-addr): %w", s.cfg.CacheAddr, err)
 	}
-	g := grpc.NewServer(append([]grpc.ServerOption{
+	g := grpc.NewServer(append(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
-	}, s.cfg.GRPCServerOptions...)...)
+	}, authOptions(s.cfg)...), s.cfg.GRPCServerOptions...)...)
 	s.rpc.RegisterCache(g)
 	s.cacheGRPC, s.cacheLis = g, lis
 	s.wg.Add(1)
@@ -261,6 +276,9 @@ func (s *Server) joinVia(ctx context.Context, addr, grpcAddr string) error {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if s.cfg.JoinAPIKey != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, auth.MDAPIKey, s.cfg.JoinAPIKey)
+	}
 	fresh := s.node.AwaitingAdmission()
 	resp, err := griddpb.NewClusterClient(conn).Join(ctx, &griddpb.JoinRequest{
 		Id: s.cfg.ID, RaftAddr: s.node.RaftAddr(), GrpcAddr: grpcAddr, Fresh: fresh,

@@ -99,7 +99,7 @@ func newRootCmd(lookupEnv func(string) (string, bool)) *cobra.Command {
 		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
 	})
 	root.AddCommand(newClusterCmd(g), newSessionCmd(g), newTaskCmd(g))
-	root.AddCommand(newSubmitCmd(g), newDLQCmd(g), newSharedCmd(g), newWorkersCmd(g), newBenchCmd(g))
+	root.AddCommand(newSubmitCmd(g), newDLQCmd(g), newSharedCmd(g), newWorkersCmd(g), newBenchCmd(g), newKeysCmd())
 	return root
 }
 

@@ -89,7 +89,17 @@ func newRootCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *cobra.
 				return err
 			}
 			logger := newLogger(stderr, o.LogLevel, o.LogFormat)
-			return runNode(cmd.Context(), serverConfig(&o, logger), logger)
+			cfg := serverConfig(&o, logger)
+			keys, err := configureAuth(&o, &cfg, logger)
+			if err != nil {
+				return err
+			}
+			if keys != nil {
+				ctx, cancel := context.WithCancel(cmd.Context())
+				defer cancel()
+				go reloadKeysOnHUP(ctx, o.APIKeysFile, keys, logger)
+			}
+			return runNode(cmd.Context(), cfg, logger)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {

@@ -68,6 +68,11 @@ type options struct {
 
 	Preemption        string
 	SchedulerInterval time.Duration
+
+	// Authentication (issue 7, H9).
+	APIKeysFile string
+	JoinAPIKey  string
+	Insecure    bool
 }
 
 // registerFlags defines every setting on fs. defaultID is the hostname:
@@ -109,6 +114,11 @@ func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
 
 	fs.StringVar(&o.Preemption, "preemption", defaultPreemption, "how a worker leaves a preemptible session taken by a higher priority: drain (after its current batches) or immediate (its tasks run again elsewhere)")
 	fs.DurationVar(&o.SchedulerInterval, "scheduler-interval", defaultSchedInterval, "how often worker placement runs besides on events; it is also the resolution of idle timeouts")
+
+	// Authentication (issue 7, H9): see docs/SECURITY.md.
+	fs.StringVar(&o.APIKeysFile, "api-keys-file", "", "YAML list of API keys ({name, hash, role, apps}); every call then needs a key in its api_key header; SIGHUP rereads it")
+	fs.StringVar(&o.JoinAPIKey, "join-api-key", "", "API key (role admin or node) this node sends when it joins a cluster that requires keys")
+	fs.BoolVar(&o.Insecure, "insecure", false, "allow listening on non-loopback addresses without --api-keys-file")
 }
 
 // envName is the environment variable that sets the flag name.
