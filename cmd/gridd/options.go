@@ -68,6 +68,10 @@ type options struct {
 
 	Preemption        string
 	SchedulerInterval time.Duration
+
+	// Observability (H11).
+	Pprof           bool
+	MetricsSessions int
 }
 
 // registerFlags defines every setting on fs. defaultID is the hostname:
@@ -109,6 +113,11 @@ func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
 
 	fs.StringVar(&o.Preemption, "preemption", defaultPreemption, "how a worker leaves a preemptible session taken by a higher priority: drain (after its current batches) or immediate (its tasks run again elsewhere)")
 	fs.DurationVar(&o.SchedulerInterval, "scheduler-interval", defaultSchedInterval, "how often worker placement runs besides on events; it is also the resolution of idle timeouts")
+
+	// Observability (H11).
+	fs.BoolVar(&o.Pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr (exposes internals: keep the metrics listener private)")
+	fs.IntVar(&o.MetricsSessions, "metrics-sessions", server.DefaultMetricsSessions,
+		"open sessions with per-session queue depth series, the busiest first; 0 exports totals only (bounds Prometheus cardinality)")
 }
 
 // envName is the environment variable that sets the flag name.
