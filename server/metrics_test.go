@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +159,21 @@ func TestMetricsScrape(t *testing.T) {
 			t.Errorf("%s has no help", name)
 		}
 	}
+	// docs/metrics.md stays true: everything it lists for gridd nodes is
+	// exported (per-session series appear with the first session, below).
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(doc), "\n") {
+		if !strings.HasPrefix(line, "| `gridd_") {
+			continue
+		}
+		name := strings.Trim(strings.Fields(line)[1], "`")
+		if _, ok := want[name]; !ok && !strings.HasPrefix(name, "gridd_session_") {
+			t.Errorf("docs/metrics.md lists %s, which the test does not check", name)
+		}
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -210,6 +226,12 @@ func TestMetricsScrape(t *testing.T) {
 			value(m, "gridd_connections", "kind", "worker") >= 1 &&
 			value(m, "gridd_connections", "kind", "client") >= 1
 	})
+	m := scrape(t, leaderAddr)
+	for _, name := range []string{"gridd_session_tasks_pending", "gridd_session_tasks_running", "gridd_session_results_unacked", "gridd_session_dead_letters_unacked"} {
+		if f := m[name]; f == nil || f.GetType() != dto.MetricType_GAUGE || f.GetHelp() == "" {
+			t.Errorf("%s missing, untyped or without help", name)
+		}
+	}
 	close(release)
 	got := 0
 	for got < n {
@@ -251,7 +273,7 @@ func TestMetricsScrape(t *testing.T) {
 	if _, err := q.GetSession(ctx, &griddpb.GetSessionRequest{SessionId: "no-such-session"}); err == nil {
 		t.Fatal("GetSession of an unknown session succeeded")
 	}
-	m := scrape(t, leaderAddr)
+	m = scrape(t, leaderAddr)
 	if v := value(m, "gridd_grpc_requests_total", "method", griddpb.Queue_GetSession_FullMethodName, "code", "OK"); v != 0 {
 		t.Errorf("failed GetSession counted as OK: %v", v)
 	}
