@@ -19,6 +19,7 @@ import (
 	"github.com/gridd/gridd/sdk/worker"
 	"github.com/gridd/gridd/server"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
@@ -250,6 +251,7 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := scrape(t, leaderAddr)
+	lintGridd(t, after)
 	if v := value(after, "gridd_raft_snapshot_duration_seconds"); v != 1 {
 		t.Errorf("%v snapshots observed after one", v)
 	}
@@ -353,5 +355,24 @@ func TestPprofFlag(t *testing.T) {
 		if want == http.StatusOK && !bytes.Contains(body, []byte("goroutine")) {
 			t.Errorf("node %d: pprof answered %.100q", i, body)
 		}
+	}
+}
+
+// lintGridd runs the checks of "promtool check metrics" on gridd's own
+// families (the Go collector's are not ours to rename).
+func lintGridd(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	var ours []*dto.MetricFamily
+	for name, f := range fams {
+		if strings.HasPrefix(name, "gridd_") {
+			ours = append(ours, f)
+		}
+	}
+	problems, err := promlint.NewWithMetricFamilies(ours).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }
