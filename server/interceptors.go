@@ -81,16 +81,6 @@ func validRequestID(id string) bool {
 
 // interceptors count, time and log every call, and give it a request id.
 func interceptors(mx *nodeMetrics, log *slog.Logger) []grpc.ServerOption {
-	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		ctx, _, err := withRequestID(ctx)
-		var resp any
-		if err == nil {
-			resp, err = h(ctx, req)
-		}
-		observeCall(ctx, mx, log, info.FullMethod, start, err)
-		return resp, err
-	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		start := time.Now()
 		ctx, _, err := withRequestID(ss.Context())
@@ -105,7 +95,20 @@ func interceptors(mx *nodeMetrics, log *slog.Logger) []grpc.ServerOption {
 		observeCall(ctx, mx, log, info.FullMethod, start, err)
 		return err
 	}
-	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unaryInterceptor(mx, log)), grpc.ChainStreamInterceptor(stream)}
+}
+
+func unaryInterceptor(mx *nodeMetrics, log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		ctx, _, err := withRequestID(ctx)
+		var resp any
+		if err == nil {
+			resp, err = h(ctx, req)
+		}
+		observeCall(ctx, mx, log, info.FullMethod, start, err)
+		return resp, err
+	}
 }
 
 func observeCall(ctx context.Context, mx *nodeMetrics, log *slog.Logger, method string, start time.Time, err error) {
