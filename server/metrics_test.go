@@ -376,3 +376,48 @@ func lintGridd(t *testing.T, fams map[string]*dto.MetricFamily) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }
+
+// TestMetricsSessionsLimit: only the busiest sessions get series, and a
+// negative limit turns them off while totals stay.
+func TestMetricsSessionsLimit(t *testing.T) {
+	c := testcluster.Start(t, 2, testcluster.Options{Configure: func(i int, cfg *server.Config) {
+		cfg.MetricsAddr = "127.0.0.1:0"
+		cfg.MetricsSessions = []int{1, -1}[i]
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, c.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	idle, err := cl.CreateSession(ctx, &griddpb.SessionAttributes{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := cl.CreateSession(ctx, &griddpb.SessionAttributes{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := busy.Submit(ctx, []client.Task{{ID: "a"}, {ID: "b"}, {ID: "c"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitConverged()
+	m := scrape(t, c.Nodes[0].Srv.MetricsAddr())
+	if v := value(m, "gridd_session_tasks_pending", "session", busy.ID()); v != 3 {
+		t.Errorf("busy session pending = %v, want 3", v)
+	}
+	if v := value(m, "gridd_session_tasks_pending", "session", idle.ID()); v != 0 {
+		t.Errorf("idle session exported beyond the limit: %v", v)
+	}
+	if n := len(m["gridd_session_tasks_pending"].GetMetric()); n != 1 {
+		t.Errorf("%d session series with a limit of 1", n)
+	}
+	m = scrape(t, c.Nodes[1].Srv.MetricsAddr())
+	if f := m["gridd_session_tasks_pending"]; f != nil {
+		t.Errorf("session series exported with the limit off: %v", f)
+	}
+	if v := value(m, "gridd_tasks_pending"); v != 3 {
+		t.Errorf("total pending with the limit off = %v, want 3", v)
+	}
+}
