@@ -45,6 +45,10 @@ type Config struct {
 	// RaftLogLevel filters raft's own logs, which are chatty at Info.
 	// Nil means slog.LevelWarn.
 	RaftLogLevel slog.Leveler
+	// Observer, if set, hears of applies, snapshots and leadership changes
+	// for metrics. Its methods must return quickly: some run on Raft's
+	// goroutines.
+	Observer Observer
 }
 
 const (

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/gridd/gridd/fsm"
 	"github.com/gridd/gridd/fsm/fsmpb"
@@ -21,6 +22,7 @@ const snapMagic = "griddsn1"
 type fsmAdapter struct {
 	f        *fsm.FSM
 	restored *atomic.Uint64 // counts successful restores, for Status
+	obs      Observer       // nil in tests that build the adapter alone
 }
 
 var _ raft.BatchingFSM = (*fsmAdapter)(nil)
@@ -55,7 +57,7 @@ func (a *fsmAdapter) ApplyBatch(logs []*raft.Log) []any {
 // Snapshot reads LastApplied and captures the state with no Apply in
 // between, because raft runs them on the same goroutine.
 func (a *fsmAdapter) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{index: a.f.LastApplied(), snap: a.f.Snapshot()}, nil
+	return &fsmSnapshot{index: a.f.LastApplied(), snap: a.f.Snapshot(), obs: a.obs}, nil
 }
 
 func (a *fsmAdapter) Restore(rc io.ReadCloser) error {
@@ -78,19 +80,39 @@ func (a *fsmAdapter) Restore(rc io.ReadCloser) error {
 type fsmSnapshot struct {
 	index uint64 // the FSM's LastApplied when snap was captured
 	snap  *fsm.Snapshot
+	obs   Observer
 }
 
 // Persist runs concurrently with Apply; the capture is independent of it.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	_, err := sink.Write(binary.BigEndian.AppendUint64([]byte(snapMagic), s.index))
+	start := time.Now()
+	cw := &countingWriter{w: sink}
+	_, err := cw.Write(binary.BigEndian.AppendUint64([]byte(snapMagic), s.index))
 	if err == nil {
-		_, err = s.snap.WriteTo(sink)
+		_, err = s.snap.WriteTo(cw)
 	}
 	if err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.obs != nil {
+		s.obs.ObserveSnapshot(time.Since(start), cw.n)
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (s *fsmSnapshot) Release() {}

@@ -46,6 +46,7 @@ func (n *Node) watchLeadership() {
 		case <-n.stop:
 			return
 		case leader := <-n.notifyCh:
+			n.cfg.observer().LeadershipChanged(leader)
 			cancel()
 			epoch := n.bumpEpoch()
 			if !leader {

@@ -118,7 +118,7 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("cluster: snapshot store in %s: %w", cfg.DataDir, err)
 	}
-	adapter := &fsmAdapter{f: n.fsm, restored: &n.restores}
+	adapter := &fsmAdapter{f: n.fsm, restored: &n.restores, obs: cfg.observer()}
 	snapIndex, err := restoreLatest(cfg.DataDir, snaps, adapter)
 	if err != nil {
 		return err

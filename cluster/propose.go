@@ -42,10 +42,12 @@ func (n *Node) ProposeBytes(ctx context.Context, data []byte) (fsm.Response, err
 	}
 	// Concurrent calls reach raft's leader loop together and share one disk
 	// write; no lock may be held across Apply or that batching is lost.
+	start := time.Now()
 	fut := n.raft.Apply(data, timeout)
 	if err := n.await(ctx, fut); err != nil {
 		return fsm.Response{}, writeErr("propose", err)
 	}
+	n.cfg.observer().ObserveApply(time.Since(start))
 	resp, ok := fut.Response().(fsm.Response)
 	if !ok {
 		return fsm.Response{}, fmt.Errorf("cluster: propose: unexpected fsm response %T", fut.Response())

@@ -318,3 +318,27 @@ func (f *FSM) Answer(key string) (Response, bool) {
 	}
 	return f.replay(a), true
 }
+
+// SharedUsage is the central cache's footprint: published levels kept and
+// their payload bytes, uploads in progress and the bytes they hold so far.
+type SharedUsage struct {
+	Levels, Bytes, Uploads, UploadBytes int64
+}
+
+// SharedUsage sums the shared data of every session, for metrics.
+func (f *FSM) SharedUsage() SharedUsage {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var u SharedUsage
+	for _, s := range f.st.sessions {
+		for _, l := range s.shared.levels {
+			u.Levels++
+			u.Bytes += int64(len(l.data))
+		}
+		if up := s.shared.upload; up != nil {
+			u.Uploads++
+			u.UploadBytes += int64(len(up.buf))
+		}
+	}
+	return u
+}

@@ -301,7 +301,7 @@ func (s *Server) submit(ctx context.Context, sid string, b *griddpb.Batch) *grid
 	if err != nil {
 		st := toStatus(err)
 		if isRetryable(st) {
-			s.log.Debug("submit not committed; ending the stream so the client resends", "session", sid, "err", err)
+			s.log.DebugContext(ctx, "submit not committed; ending the stream so the client resends", "session", sid, "err", err)
 			return nil
 		}
 		sst := status.Convert(st)

@@ -94,7 +94,7 @@ func (c *clusterServer) removeSelf(ctx context.Context, req *griddpb.RemoveReque
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("remove %s (the leader): hand leadership over first: %w", req.Id, err))
 	}
-	c.s.log.Info("leader asked to remove itself: leadership handed over", "next", next)
+	c.s.log.InfoContext(ctx, "leader asked to remove itself: leadership handed over", "next", next)
 	// This hop is a new request of our own, not a forwarded one: drop the
 	// mark so that leaderConn does not refuse it as a second hop.
 	if md, ok := metadata.FromIncomingContext(ctx); ok {

@@ -173,7 +173,7 @@ func (s *Server) recordExpired(p *pump, sid string, exp []dispatch.LeaseExpiry) 
 			p.fail(st)
 			return
 		}
-		s.log.Warn("timed-out attempts not recorded", "session", sid, "tasks", len(exp), "err", err)
+		s.log.WarnContext(p.ctx, "timed-out attempts not recorded", "session", sid, "tasks", len(exp), "err", err)
 	}
 }
 
@@ -197,6 +197,6 @@ func (s *Server) recordOutcomes(p *pump, sid string, b *griddpb.Batch) {
 			p.fail(st)
 			return
 		}
-		s.log.Warn("results not recorded", "session", sid, "err", err)
+		s.log.WarnContext(p.ctx, "results not recorded", "session", sid, "err", err)
 	}
 }

@@ -28,6 +28,12 @@ type Config struct {
 	AdvertiseRaftAddr string
 	// MetricsAddr serves /metrics and /healthz over HTTP; empty disables.
 	MetricsAddr string
+	// Pprof also serves net/http/pprof under /debug/pprof/ on MetricsAddr.
+	Pprof bool
+	// MetricsSessions bounds the per-session queue depth series to the
+	// busiest open sessions; zero means DefaultMetricsSessions, negative
+	// turns them off (totals are always exported).
+	MetricsSessions int
 	// Join lists gRPC addresses of existing members. A node with no state
 	// and no Join bootstraps a new cluster; a node with state rejoins with
 	// what it has.
@@ -104,6 +110,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RaftAddr == "" {
 		c.RaftAddr = DefaultRaftAddr
+	}
+	if c.MetricsSessions == 0 {
+		c.MetricsSessions = DefaultMetricsSessions
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -43,11 +43,13 @@ type Server struct {
 	health *health.Server
 	lis    net.Listener
 	// cacheGRPC serves only the Cache service, on Config.CacheAddr.
-	cacheGRPC *grpc.Server
-	cacheLis  net.Listener
-	metrics   *http.Server
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	cacheGRPC  *grpc.Server
+	cacheLis   net.Listener
+	metrics    *http.Server
+	metricsLis net.Listener
+	mx         *nodeMetrics
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 
 	done     chan struct{}
 	doneOnce sync.Once
@@ -59,6 +61,8 @@ type Server struct {
 // the background, retried with backoff until a member answers.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
+	cfg.Logger = slog.New(requestIDHandler{cfg.Logger.Handler()})
+	mx := newNodeMetrics()
 	log := cfg.Logger.With("component", "server", "node", cfg.ID)
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -78,7 +82,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
 		LeaderLeaseTimeout: cfg.LeaderLeaseTimeout, SnapshotThreshold: cfg.SnapshotThreshold,
 		SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
-		Logger: cfg.Logger,
+		Logger: cfg.Logger, Observer: mx,
 	}, f)
 	if err != nil {
 		lis.Close()
@@ -97,7 +101,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		// tasks are redispatched and their streams released.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
-	}, authOptions(cfg)...), cfg.GRPCServerOptions...)...)
+	}, append(interceptors(mx, cfg.Logger.With("component", "grpc", "node", cfg.ID)), authOptions(cfg)...)...), cfg.GRPCServerOptions...)...)
 	rs.Register(g)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
@@ -105,7 +109,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: log, node: node, disp: disp, rpc: rs, grpc: g, health: hs,
-		lis: lis, cancel: cancel, done: make(chan struct{})}
+		lis: lis, cancel: cancel, done: make(chan struct{}), mx: mx}
+	s.registerState()
 	if cfg.CacheAddr != "" {
 		if err := s.startCache(); err != nil {
 			s.Kill()
@@ -178,7 +183,7 @@ func (s *Server) startCache() error {
 		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
-	}, authOptions(s.cfg)...), s.cfg.GRPCServerOptions...)...)
+	}, append(interceptors(s.mx, s.cfg.Logger.With("component", "grpc", "node", s.cfg.ID, "listener", "cache")), authOptions(s.cfg)...)...), s.cfg.GRPCServerOptions...)...)
 	s.rpc.RegisterCache(g)
 	s.cacheGRPC, s.cacheLis = g, lis
 	s.wg.Add(1)

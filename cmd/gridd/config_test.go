@@ -66,6 +66,8 @@ func TestDefaults(t *testing.T) {
 		Preemption: "drain", SchedulerInterval: time.Second,
 		MaxSharedDataBytes: 256 << 20, MaxSharedDataTTL: 7 * 24 * time.Hour, DefaultSharedDataTTL: 24 * time.Hour,
 		SharedDataKeepLevels: 2,
+		// Observability (H11).
+		MetricsSessions: 100,
 	}
 	if !reflect.DeepEqual(*o, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", *o, want)
@@ -195,6 +197,8 @@ func TestErrors(t *testing.T) {
 		{name: "join bad host", args: []string{"--join", "no pe:1"}, is: errInvalid, says: []string{"--join", "host name"}},
 		{name: "preemption mode", env: map[string]string{"GRIDD_PREEMPTION": "now"}, is: errInvalid, says: []string{"GRIDD_PREEMPTION", "drain, immediate"}},
 		{name: "scheduler interval", yaml: "scheduler-interval: 1ms\n", is: errInvalid, says: []string{`"scheduler-interval"`, "10ms"}},
+		{name: "metrics sessions", args: []string{"--metrics-sessions", "-1"}, is: errInvalid, says: []string{"--metrics-sessions", "0 (totals only)"}},
+		{name: "pprof without metrics", args: []string{"--pprof", "--metrics-addr", ""}, is: errInvalid, says: []string{"--pprof", "--metrics-addr"}},
 		{name: "log level", args: []string{"--log-level", "loud"}, is: errInvalid, says: []string{"debug, info, warn, error"}},
 		{name: "log format", env: map[string]string{"GRIDD_LOG_FORMAT": "xml"}, is: errInvalid, says: []string{"GRIDD_LOG_FORMAT", "text, json"}},
 		{name: "empty id", args: []string{"--id", ""}, is: errInvalid, says: []string{"--id"}},

@@ -73,6 +73,9 @@ type options struct {
 	APIKeysFile string
 	JoinAPIKey  string
 	Insecure    bool
+	// Observability (H11).
+	Pprof           bool
+	MetricsSessions int
 }
 
 // registerFlags defines every setting on fs. defaultID is the hostname:
@@ -119,6 +122,10 @@ func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
 	fs.StringVar(&o.APIKeysFile, "api-keys-file", "", "YAML list of API keys ({name, hash, role, apps}); every call then needs a key in its api_key header; SIGHUP rereads it")
 	fs.StringVar(&o.JoinAPIKey, "join-api-key", "", "API key (role admin or node) this node sends when it joins a cluster that requires keys")
 	fs.BoolVar(&o.Insecure, "insecure", false, "allow listening on non-loopback addresses without --api-keys-file")
+	// Observability (H11).
+	fs.BoolVar(&o.Pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr (exposes internals: keep the metrics listener private)")
+	fs.IntVar(&o.MetricsSessions, "metrics-sessions", server.DefaultMetricsSessions,
+		"open sessions with per-session queue depth series, the busiest first; 0 exports totals only (bounds Prometheus cardinality)")
 }
 
 // envName is the environment variable that sets the flag name.

@@ -81,6 +81,13 @@ func validate(o *options, origins map[string]origin) error {
 	if o.SchedulerInterval < minSchedInterval || o.SchedulerInterval > maxSchedInterval {
 		return bad("scheduler-interval", "%s is not between %s and %s", o.SchedulerInterval, minSchedInterval, maxSchedInterval)
 	}
+	// Observability (H11).
+	if o.MetricsSessions < 0 || o.MetricsSessions > maxMetricsSessions {
+		return bad("metrics-sessions", "%d is not between 0 (totals only) and %d", o.MetricsSessions, maxMetricsSessions)
+	}
+	if o.Pprof && o.MetricsAddr == "" {
+		return bad("pprof", "needs the metrics listener: set --metrics-addr")
+	}
 	return validateRaft(o, bad)
 }
 
@@ -279,5 +286,21 @@ func serverConfig(o *options, logger *slog.Logger) server.Config {
 		Preemption:           preemption,
 		SchedulerInterval:    o.SchedulerInterval,
 		Logger:               logger,
+		// Observability (H11).
+		Pprof:           o.Pprof,
+		MetricsSessions: metricsSessions(o.MetricsSessions),
 	}
+}
+
+// maxMetricsSessions caps --metrics-sessions: each session adds four
+// series to every scrape.
+const maxMetricsSessions = 10000
+
+// metricsSessions maps the flag, where 0 means off, to server.Config, where
+// 0 means the default.
+func metricsSessions(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
