@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gridd/gridd/dispatch"
+	"github.com/gridd/gridd/tlsconf"
 	"google.golang.org/grpc"
 )
 
@@ -69,6 +70,13 @@ type Config struct {
 	SchedulerInterval time.Duration
 
 	Logger *slog.Logger
+
+	// TLS, if set, secures every listener (gRPC, the cache listener, Raft)
+	// and this node's calls to its peers (joining, forwarding, Raft), all
+	// verified against its CA. The API listeners treat client certificates
+	// as the Source's ClientAuth says; Raft always requires one. Nil:
+	// plaintext, for loopback development and tests.
+	TLS *tlsconf.Source
 
 	// GRPCServerOptions are appended to the node's own gRPC server options.
 	// Not a setting of cmd/gridd: tests use it to add interceptors, for
