@@ -89,7 +89,11 @@ func newRootCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *cobra.
 				return err
 			}
 			logger := newLogger(stderr, o.LogLevel, o.LogFormat)
-			return runNode(cmd.Context(), serverConfig(&o, logger), logger)
+			cfg := serverConfig(&o, logger)
+			if cfg.TLS, err = loadTLS(&o); err != nil {
+				return err
+			}
+			return runNode(cmd.Context(), cfg, logger)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {

@@ -68,6 +68,12 @@ type options struct {
 
 	Preemption        string
 	SchedulerInterval time.Duration
+
+	// Transport security (TLS): see tls.go.
+	TLSCert       string
+	TLSKey        string
+	TLSCA         string
+	TLSClientAuth string
 }
 
 // registerFlags defines every setting on fs. defaultID is the hostname:
@@ -109,6 +115,13 @@ func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
 
 	fs.StringVar(&o.Preemption, "preemption", defaultPreemption, "how a worker leaves a preemptible session taken by a higher priority: drain (after its current batches) or immediate (its tasks run again elsewhere)")
 	fs.DurationVar(&o.SchedulerInterval, "scheduler-interval", defaultSchedInterval, "how often worker placement runs besides on events; it is also the resolution of idle timeouts")
+
+	// Transport security (TLS): one certificate for the API, the cache
+	// listener and node-to-node links; see tls.go.
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate of this node; with --tls-key turns on TLS for gRPC, Raft and node-to-node calls (reloaded on SIGHUP and when the files change)")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.TLSCA, "tls-ca", "", "PEM CA bundle that peers' and clients' certificates are verified against (needed for a cluster of more than one node and for client auth)")
+	fs.StringVar(&o.TLSClientAuth, "tls-client-auth", "", "client certificates on the API listeners: none (the default), request (verified if sent) or require (mTLS); Raft always requires one")
 }
 
 // envName is the environment variable that sets the flag name.
