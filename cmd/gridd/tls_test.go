@@ -103,3 +103,26 @@ func TestRunsWithTLSAndReloadsOnSIGHUP(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 }
+
+func TestNodecacheAndWorkerTLSFlagsRejected(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nodecache", "--gossip-key", "not base64!"}, "--gossip-key"},
+		{[]string{"nodecache", "--gossip-key", "c2hvcnQ="}, "--gossip-key"},
+		{[]string{"nodecache", "--bind", "", "--gossip-key", "MDEyMzQ1Njc4OWFiY2RlZg=="}, "--gossip-key"},
+		{[]string{"nodecache", "--tls-ca", "ca.pem"}, "--tls-ca"},
+		{[]string{"nodecache", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-auth", "maybe"}, "--tls-client-auth"},
+		{[]string{"nodecache", "--tls-cert", "no-such.pem", "--tls-key", "k.pem"}, "no-such.pem"},
+		{[]string{"worker", "--exec", "cat", "--tls-key", "k.pem"}, "--tls-cert"},
+		{[]string{"worker", "--exec", "cat", "--tls-ca", "no-such-ca.pem"}, "no-such-ca.pem"},
+	} {
+		var out, errOut bytes.Buffer
+		code := execute(context.Background(), tt.args, noEnv, &out, &errOut)
+		msg := strings.TrimSpace(errOut.String())
+		if code != 1 || !strings.Contains(msg, tt.want) || strings.Count(msg, "\n") != 0 {
+			t.Errorf("%q: exit %d, stderr %q; want 1 and one line mentioning %q", tt.args, code, msg, tt.want)
+		}
+	}
+}
