@@ -51,7 +51,7 @@ func TestGenerateDevNamesAndUsages(t *testing.T) {
 
 // serve accepts TLS connections and writes the first byte back, so a
 // client sees a completed handshake from both sides.
-func serve(t *testing.T, cfg *tls.Config) string {
+func serve(t testing.TB, cfg *tls.Config) string {
 	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
 	if err != nil {
