@@ -111,3 +111,23 @@ cluster-up: images
 # Removes the containers, the network and the nodes' volumes.
 cluster-down:
 	$(COMPOSE) -p $(COMPOSE_PROJECT) down --volumes --remove-orphans
+
+# --- The same cluster with TLS everywhere (docker-compose.tls.yml) ---------
+# Development certificates in ./certs, for the containers' names and fixed
+# IPs and for loopback (the host's view). See docs/TLS.md.
+DEV_CERTS ?= certs
+TLS_FLAGS := --tls-ca $(DEV_CERTS)/ca.pem --tls-cert $(DEV_CERTS)/client.pem --tls-key $(DEV_CERTS)/client-key.pem
+
+.PHONY: dev-certs cluster-up-tls
+
+dev-certs: build
+	$(BIN)/gridctl certs dev --out $(DEV_CERTS) --host n1,n2,n3,nodecache \
+		--host 10.213.37.11,10.213.37.12,10.213.37.13,10.213.37.20
+
+cluster-up-tls: images dev-certs
+	$(COMPOSE) -p $(COMPOSE_PROJECT) -f docker-compose.yml -f docker-compose.tls.yml up -d --scale worker=$(WORKERS)
+	@for i in $$(seq 60); do \
+		if $(BIN)/gridctl --addr $(CLUSTER_ADDRS) --timeout 2s $(TLS_FLAGS) cluster status -o json 2>/dev/null \
+			| grep -q '"leaderId": *"[^"]'; then $(BIN)/gridctl --addr $(CLUSTER_ADDRS) $(TLS_FLAGS) cluster status; exit 0; fi; \
+		sleep 1; \
+	done; echo "cluster-up-tls: no leader within 60 s; see '$(COMPOSE) -p $(COMPOSE_PROJECT) logs'"; exit 1

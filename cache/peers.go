@@ -38,8 +38,12 @@ type PeersConfig struct {
 	Join []string
 	// Local selects short probe and gossip intervals, for one machine or a
 	// test; the default is memberlist's LAN profile.
-	Local  bool
-	Logger *slog.Logger
+	Local bool
+	// SecretKey, if set, encrypts and authenticates gossip (AES-GCM; 16, 24
+	// or 32 bytes, the same on every peer): without it anyone who reaches
+	// the memberlist port can join and steer fetches.
+	SecretKey []byte
+	Logger    *slog.Logger
 }
 
 // Peers is this node cache's view of the others, kept by hashicorp/memberlist
@@ -89,6 +93,12 @@ func StartPeers(cfg PeersConfig) (*Peers, error) {
 	}
 	if cfg.GRPCAddr == "" {
 		return nil, fmt.Errorf("peers: the gRPC address peers fetch from is empty")
+	}
+	if len(cfg.SecretKey) > 0 {
+		if n := len(cfg.SecretKey); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("peers: the gossip key is %d bytes; want 16, 24 or 32 (AES-128, -192 or -256)", n)
+		}
+		mc.SecretKey = cfg.SecretKey
 	}
 	mc.Name = cfg.Name
 	if mc.Name == "" {

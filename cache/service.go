@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/gridd/gridd/tlsconf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -39,6 +40,14 @@ type ServiceConfig struct {
 	// Cache configures the cache itself; Peers and Logger are filled in.
 	Cache  Config
 	Logger *slog.Logger
+
+	// TLS, if set, secures the Cache listener and the connections to the
+	// central cache and to peers (Cache.DialOptions is then set from it),
+	// verified against its CA; peers' certificates must name the gRPC
+	// addresses they advertise.
+	TLS *tlsconf.Source
+	// GossipKey encrypts memberlist traffic; see PeersConfig.SecretKey.
+	GossipKey []byte
 }
 
 // Service is a running node cache: gRPC server, memberlist member, cache
@@ -73,19 +82,24 @@ func Start(cfg ServiceConfig) (_ *Service, err error) {
 	}
 	if cfg.PeerBind != "" {
 		s.Peers, err = StartPeers(PeersConfig{Name: cfg.Name, BindAddr: cfg.PeerBind, AdvertiseAddr: cfg.PeerAdvertise,
-			GRPCAddr: adv, Join: cfg.Join, Local: cfg.LocalPeers, Logger: cfg.Logger})
+			GRPCAddr: adv, Join: cfg.Join, Local: cfg.LocalPeers, SecretKey: cfg.GossipKey, Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
 		}
 	}
 	cc := cfg.Cache
 	cc.Peers, cc.Logger = s.Peers, cfg.Logger
+	var creds grpc.ServerOption = grpc.EmptyServerOption{}
+	if cfg.TLS != nil {
+		cc.DialOptions = append([]grpc.DialOption{grpc.WithTransportCredentials(cfg.TLS.PeerCredentials())}, cc.DialOptions...)
+		creds = grpc.Creds(cfg.TLS.ServerCredentials())
+	}
 	if s.Cache, err = New(cc); err != nil {
 		return nil, err
 	}
 	// Stream workers reuse goroutines whose stacks have already grown: a
 	// hit is short enough that a fresh goroutine per stream shows.
-	s.grpc = grpc.NewServer(grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
+	s.grpc = grpc.NewServer(grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))), creds)
 	NewServer(s.Cache).Register(s.grpc)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, hs)
@@ -102,7 +116,7 @@ func Start(cfg ServiceConfig) (_ *Service, err error) {
 		}
 	}()
 	s.log.Info("node cache serving", "addr", s.lis.Addr().String(), "central", cc.Central, "size", cc.MaxBytes,
-		"peers", cfg.PeerBind != "")
+		"peers", cfg.PeerBind != "", "tls", cfg.TLS != nil, "gossip_encrypted", len(cfg.GossipKey) > 0)
 	return s, nil
 }
 

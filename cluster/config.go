@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,14 @@ type Config struct {
 	// ApplyTimeout bounds how long Propose, Barrier and membership changes
 	// wait when their context has no deadline. Zero: 10s.
 	ApplyTimeout time.Duration
+
+	// TLSServer and TLSClient, both set or both nil, encrypt the Raft
+	// transport: TLSServer wraps accepted connections (it should require a
+	// client certificate, so that only members speak Raft) and
+	// TLSClient(addr) gives the configuration to dial the peer at addr
+	// with. tlsconf.Source provides both. Nil: plaintext TCP.
+	TLSServer *tls.Config
+	TLSClient func(addr string) *tls.Config
 
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -105,6 +114,8 @@ func (c Config) validate() error {
 		return errors.New("cluster: config: RaftAddr is empty")
 	case c.ApplyTimeout < 0:
 		return errors.New("cluster: config: ApplyTimeout is negative")
+	case (c.TLSServer == nil) != (c.TLSClient == nil):
+		return errors.New("cluster: config: TLSServer and TLSClient go together: Raft peers both accept and dial")
 	}
 	return nil
 }

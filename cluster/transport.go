@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -30,7 +32,8 @@ func newTransport(cfg Config, hlog *hclogAdapter) (*raft.NetworkTransport, *stre
 		_ = ln.Close()
 		return nil, nil, fmt.Errorf("cluster: raft address %s cannot be dialled by peers: set AdvertiseRaftAddr", adv)
 	}
-	stream := &streamLayer{ln: ln, advertise: adv, conns: make(map[*trackedConn]struct{})}
+	stream := &streamLayer{ln: ln, advertise: adv, conns: make(map[*trackedConn]struct{}),
+		tlsServer: cfg.TLSServer, tlsClient: cfg.TLSClient}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: transportPool,
@@ -48,6 +51,10 @@ var errStreamClosed = errors.New("raft stream layer closed")
 type streamLayer struct {
 	ln        net.Listener
 	advertise net.Addr
+	// tlsServer and tlsClient, when set, wrap accepted and dialled
+	// connections; tlsClient(addr) gives the config that verifies addr.
+	tlsServer *tls.Config
+	tlsClient func(addr string) *tls.Config
 
 	mu      sync.Mutex
 	conns   map[*trackedConn]struct{}
@@ -82,6 +89,13 @@ func (s *streamLayer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.tlsServer != nil {
+		// The handshake runs on the first read, in raft's goroutine for
+		// this connection, so a slow or hostile peer does not hold up
+		// accepting others; a peer without a certificate from the CA
+		// fails there and raft drops the connection.
+		c = tls.Server(c, s.tlsServer)
+	}
 	tc, err := s.track(c, "")
 	if err != nil {
 		return nil, err
@@ -99,6 +113,17 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 	c, err := net.DialTimeout("tcp", string(addr), timeout)
 	if err != nil {
 		return nil, err
+	}
+	if s.tlsClient != nil {
+		tc := tls.Client(c, s.tlsClient(string(addr)))
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("raft TLS handshake with %s: %w", addr, err)
+		}
+		c = tc
 	}
 	tc, err := s.track(c, string(addr))
 	if err != nil {

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"google.golang.org/grpc/credentials"
 	"io"
 	"sync"
 	"time"
@@ -40,13 +41,15 @@ type forwarder struct {
 	src    leaderSource
 	nodeID string
 	wait   time.Duration // how long to wait for an election before giving up
+	creds  credentials.TransportCredentials
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
 func newForwarder(src leaderSource, nodeID string) *forwarder {
-	return &forwarder{src: src, nodeID: nodeID, wait: 3 * time.Second, conns: map[string]*grpc.ClientConn{}}
+	return &forwarder{src: src, nodeID: nodeID, wait: 3 * time.Second, conns: map[string]*grpc.ClientConn{},
+		creds: insecure.NewCredentials()}
 }
 
 // leaderConn returns nil when this node is the leader and must serve the
@@ -97,7 +100,7 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	if c := f.conns[addr]; c != nil {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(f.creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)))
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "cannot reach the leader at %s: %v", addr, err)

@@ -7,6 +7,7 @@ package rpc
 import (
 	"context"
 	"crypto/rand"
+	"google.golang.org/grpc/credentials"
 	"log/slog"
 	"sync"
 	"time"
@@ -35,6 +36,9 @@ type Options struct {
 	Limits Limits
 	Cache  CacheLimits
 	Logger *slog.Logger
+	// PeerCredentials secure calls forwarded to the leader (TLS between
+	// nodes); nil means plaintext.
+	PeerCredentials credentials.TransportCredentials
 }
 
 // Server implements the Queue service.
@@ -65,6 +69,9 @@ func New(node *cluster.Node, disp *dispatch.Dispatcher, opts Options) *Server {
 		limits:  opts.Limits.withDefaults(),
 		log:     opts.Logger.With("component", "rpc"),
 		entropy: ulid.Monotonic(rand.Reader, 0),
+	}
+	if opts.PeerCredentials != nil {
+		s.fwd.creds = opts.PeerCredentials
 	}
 	s.cache = &cacheServer{s: s, lim: opts.Cache.withDefaults()}
 	return s

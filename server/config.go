@@ -6,6 +6,7 @@ import (
 
 	"github.com/gridd/gridd/auth"
 	"github.com/gridd/gridd/dispatch"
+	"github.com/gridd/gridd/tlsconf"
 	"google.golang.org/grpc"
 )
 
@@ -82,6 +83,12 @@ type Config struct {
 	// when it joins a cluster that requires keys (role admin or node).
 	Auth       *auth.Authenticator
 	JoinAPIKey string
+	// TLS, if set, secures every listener (gRPC, the cache listener, Raft)
+	// and this node's calls to its peers (joining, forwarding, Raft), all
+	// verified against its CA. The API listeners treat client certificates
+	// as the Source's ClientAuth says; Raft always requires one. Nil:
+	// plaintext, for loopback development and tests.
+	TLS *tlsconf.Source
 
 	// GRPCServerOptions are appended to the node's own gRPC server options.
 	// Not a setting of cmd/gridd: tests use it to add interceptors, for

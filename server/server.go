@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/gridd/gridd/rpc/griddpb"
 	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -76,13 +78,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		advertise = lis.Addr().String()
 	}
 	f := fsm.New(fsm.Options{})
+	var raftTLSServer *tls.Config
+	var raftTLSClient func(string) *tls.Config
+	if cfg.TLS != nil {
+		raftTLSServer, raftTLSClient = cfg.TLS.PeerServerConfig(), cfg.TLS.ClientConfigFor
+	}
 	node, err := cluster.Open(cluster.Config{
 		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, AdvertiseRaftAddr: cfg.AdvertiseRaftAddr,
 		GRPCAddr: advertise, Bootstrap: len(cfg.Join) == 0,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
 		LeaderLeaseTimeout: cfg.LeaderLeaseTimeout, SnapshotThreshold: cfg.SnapshotThreshold,
 		SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
-		Logger: cfg.Logger, Observer: mx,
+		Logger: cfg.Logger, Observer: mx, TLSServer: raftTLSServer, TLSClient: raftTLSClient,
 	}, f)
 	if err != nil {
 		lis.Close()
@@ -91,12 +98,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	disp := dispatch.New(f, dispatch.Options{Logger: cfg.Logger,
 		Preemption: cfg.Preemption, PlanInterval: cfg.SchedulerInterval, ClientExitGrace: cfg.ClientExitGrace,
 		CloseSession: func(ctx context.Context, id string) error { return closeSession(ctx, node, id) }})
-	rs := rpc.New(node, disp, rpc.Options{NodeID: cfg.ID, Logger: cfg.Logger,
+	rs := rpc.New(node, disp, rpc.Options{NodeID: cfg.ID, Logger: cfg.Logger, PeerCredentials: cfg.peerCredentials(),
 		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks},
 		Cache: rpc.CacheLimits{MaxBytes: cfg.MaxSharedDataBytes, MaxTTL: cfg.MaxSharedDataTTL,
 			DefaultTTL: cfg.DefaultSharedDataTTL, KeepLevels: cfg.SharedDataKeepLevels}})
 	g := grpc.NewServer(append(append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize),
+		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize), cfg.serverCredentials(),
 		// Dead clients and workers are noticed within seconds, so their
 		// tasks are redispatched and their streams released.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
@@ -141,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			s.join(runCtx, advertise)
 		}()
 	}
-	log.Info("gridd node started", "grpc", advertise, "raft", node.RaftAddr(), "data_dir", cfg.DataDir,
+	log.Info("gridd node started", "grpc", advertise, "tls", cfg.TLS != nil, "raft", node.RaftAddr(), "data_dir", cfg.DataDir,
 		"metrics", cfg.MetricsAddr, "join", cfg.Join)
 	return s, nil
 }
@@ -157,6 +164,22 @@ func authOptions(cfg Config) []grpc.ServerOption {
 		grpc.ChainUnaryInterceptor(cfg.Auth.UnaryInterceptor(log)),
 		grpc.ChainStreamInterceptor(cfg.Auth.StreamInterceptor(log)),
 	}
+}
+
+// serverCredentials secure the gRPC listeners with cfg.TLS, if set.
+func (c Config) serverCredentials() grpc.ServerOption {
+	if c.TLS == nil {
+		return grpc.EmptyServerOption{}
+	}
+	return grpc.Creds(c.TLS.ServerCredentials())
+}
+
+// peerCredentials are for calls to other nodes.
+func (c Config) peerCredentials() credentials.TransportCredentials {
+	if c.TLS == nil {
+		return insecure.NewCredentials()
+	}
+	return c.TLS.PeerCredentials()
 }
 
 // closeSession proposes CloseSession for the dispatcher's
@@ -180,7 +203,7 @@ func (s *Server) startCache() error {
 		return fmt.Errorf("listen on %s for the cache (--cache-addr): %w", s.cfg.CacheAddr, err)
 	}
 	g := grpc.NewServer(append(append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize),
+		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize), s.cfg.serverCredentials(),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 	}, append(interceptors(s.mx, s.cfg.Logger.With("component", "grpc", "node", s.cfg.ID, "listener", "cache")), authOptions(s.cfg)...)...), s.cfg.GRPCServerOptions...)...)
@@ -274,7 +297,7 @@ func (s *Server) join(ctx context.Context, grpcAddr string) {
 }
 
 func (s *Server) joinVia(ctx context.Context, addr, grpcAddr string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(s.cfg.peerCredentials()))
 	if err != nil {
 		return err
 	}

@@ -189,7 +189,7 @@ func runBench(ctx context.Context, g *globals, f *benchFlags, stdout, stderr io.
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	var workers sync.WaitGroup
 	for i := range f.workers {
-		opts := worker.Options{Addrs: g.addrs, APIKey: g.apiKey, WorkerID: fmt.Sprintf("bench-%s-%d", s.ID(), i+1),
+		opts := worker.Options{Addrs: g.addrs, APIKey: g.apiKey, TLS: g.tls, WorkerID: fmt.Sprintf("bench-%s-%d", s.ID(), i+1),
 			Concurrency: f.concurrency, Logger: log, DrainTimeout: 2 * time.Second}
 		workers.Go(func() {
 			if err := worker.Run(wctx, opts, b.noop); err != nil {

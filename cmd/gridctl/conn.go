@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -96,7 +95,7 @@ func call(ctx context.Context, g *globals, fn func(ctx context.Context, cc *grpc
 // callOne reports whether the node at addr was reached: a call that fails
 // on a connection that never became ready never reached gridd.
 func callOne(ctx context.Context, g *globals, addr string, fn func(context.Context, *grpc.ClientConn) error) (bool, error) {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(g.creds()))
 	if err != nil {
 		return false, err
 	}

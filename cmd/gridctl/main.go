@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,10 @@ type globals struct {
 	apiKey  string
 	output  string
 	timeout time.Duration
+
+	// Transport security (TLS): see certs.go.
+	tlsCA, tlsCert, tlsKey string
+	tls                    *tls.Config // nil: plaintext
 }
 
 const defaultAddr = "127.0.0.1:1337"
@@ -95,11 +100,16 @@ func newRootCmd(lookupEnv func(string) (string, bool)) *cobra.Command {
 	fs.StringVar(&g.apiKey, "api-key", "", "API key sent as api_key metadata (env GRIDCTL_API_KEY)")
 	fs.StringVarP(&g.output, "output", "o", "table", "output format: table or json (protojson, one document)")
 	fs.DurationVar(&g.timeout, "timeout", defaultTimeout, "how long to wait for each address to answer")
+	// Transport security (TLS).
+	fs.StringVar(&g.tlsCA, "tls-ca", "", "PEM CA that gridd's certificate is verified against; turns on TLS (env GRIDCTL_TLS_CA)")
+	fs.StringVar(&g.tlsCert, "tls-cert", "", "PEM client certificate for gridd nodes that require one (mTLS); turns on TLS (env GRIDCTL_TLS_CERT)")
+	fs.StringVar(&g.tlsKey, "tls-key", "", "PEM private key of --tls-cert (env GRIDCTL_TLS_KEY)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
 	})
 	root.AddCommand(newClusterCmd(g), newSessionCmd(g), newTaskCmd(g))
 	root.AddCommand(newSubmitCmd(g), newDLQCmd(g), newSharedCmd(g), newWorkersCmd(g), newBenchCmd(g), newKeysCmd())
+	root.AddCommand(newCertsCmd())
 	return root
 }
 
@@ -133,7 +143,7 @@ func (g *globals) resolve(fs *pflag.FlagSet, lookupEnv func(string) (string, boo
 	if g.timeout <= 0 {
 		return fmt.Errorf("--timeout %s: want a positive duration such as 5s", g.timeout)
 	}
-	return nil
+	return g.resolveTLS(fs, lookupEnv)
 }
 
 // group is a command that only holds subcommands: alone it prints its

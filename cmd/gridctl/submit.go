@@ -182,7 +182,7 @@ func openInput(cmd *cobra.Command, args []string) (io.Reader, func(), error) {
 // command's own output is the results.
 func sdkClient(ctx context.Context, g *globals, stderr io.Writer, dialOpts ...grpc.DialOption) (*client.Client, error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := client.Dial(ctx, g.addrs, client.WithAPIKey(g.apiKey), client.WithLogger(log),
+	c, err := client.Dial(ctx, g.addrs, client.WithAPIKey(g.apiKey), client.WithLogger(log), client.WithTLS(g.tls),
 		client.WithCallTimeout(g.timeout), client.WithDialOptions(dialOpts...))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %v: %w", g.addrs, err)

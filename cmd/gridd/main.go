@@ -90,6 +90,9 @@ func newRootCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *cobra.
 			}
 			logger := newLogger(stderr, o.LogLevel, o.LogFormat)
 			cfg := serverConfig(&o, logger)
+			if cfg.TLS, err = loadTLS(&o); err != nil {
+				return err
+			}
 			keys, err := configureAuth(&o, &cfg, logger)
 			if err != nil {
 				return err

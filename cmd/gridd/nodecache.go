@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gridd/gridd/cache"
+	"github.com/gridd/gridd/tlsconf"
 )
 
 // nodecacheEnvPrefix: every nodecache flag can come from GRIDD_NODECACHE_<FLAG>.
@@ -36,8 +38,15 @@ data itself still comes from memory or a peer when they have it. Levels
 expire when the central cache said they would. Writes (Set, Update, Delete)
 go to the central cache: the node cache answers them Unimplemented.
 
+With --tls-cert and --tls-key the node cache serves TLS, and it calls the
+central cache and its peers over TLS, presenting that certificate and
+verifying theirs against --tls-ca (the cluster's CA); the certificate must name
+the address peers dial (--advertise-addr). --gossip-key (base64 of 16, 24 or
+32 bytes, the same on every node cache) encrypts memberlist gossip; without it
+anyone who reaches --bind can join the group.
+
 Every flag can also be set with GRIDD_NODECACHE_<FLAG> (upper-case, '-'
-becomes '_'). TLS is not supported yet: run it on a trusted network.`
+becomes '_').`
 
 const nodecacheExampleHelp = `  # One node cache per compute node, in front of a 3-node cluster:
   gridd nodecache --central 10.0.0.1:1337,10.0.0.2:1337,10.0.0.3:1337 \
@@ -62,6 +71,13 @@ type nodecacheOptions struct {
 	CentralRetry  time.Duration
 	LogLevel      string
 	LogFormat     string
+
+	// Transport security (TLS, gossip encryption).
+	TLSCert       string
+	TLSKey        string
+	TLSCA         string
+	TLSClientAuth string
+	GossipKey     string
 }
 
 func newNodecacheCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *cobra.Command {
@@ -88,6 +104,10 @@ func newNodecacheCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *c
 			if err != nil {
 				return err
 			}
+			if cfg.TLS != nil {
+				stop := reloadTLS(cfg.TLS, logger.With("component", "nodecache"))
+				defer stop()
+			}
 			<-cmd.Context().Done()
 			logger.Info("node cache stopping", "component", "nodecache")
 			return svc.Close()
@@ -111,6 +131,12 @@ func newNodecacheCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *c
 	fs.DurationVar(&o.CentralRetry, "central-retry", 10*time.Second, "how long a read waits while no central cache node answers (an election, a restart)")
 	fs.StringVar(&o.LogLevel, "log-level", defaultLogLevel, "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", defaultLogFormat, "text or json")
+	// Transport security (TLS, gossip encryption).
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate; with --tls-key serves TLS and uses it towards the central cache and peers (reloaded when the files change)")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.TLSCA, "tls-ca", "", "PEM CA the central cache's, peers' and (with --tls-client-auth) workers' certificates are verified against")
+	fs.StringVar(&o.TLSClientAuth, "tls-client-auth", "", "client certificates on --addr: none (the default), request or require")
+	fs.StringVar(&o.GossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) encrypting memberlist gossip; the same on every node cache")
 	fs.SortFlags = false
 	return cmd
 }
@@ -159,8 +185,45 @@ func (o *nodecacheOptions) resolve() (cache.ServiceConfig, error) {
 	if f := strings.ToLower(o.LogFormat); f != "text" && f != "json" {
 		return cfg, fmt.Errorf("--log-format: %q is not one of text, json", o.LogFormat)
 	}
-	cfg = cache.ServiceConfig{Addr: o.Addr, AdvertiseAddr: o.AdvertiseAddr, MetricsAddr: o.MetricsAddr,
+	tlsSrc, gossipKey, err := o.security()
+	if err != nil {
+		return cfg, err
+	}
+	cfg = cache.ServiceConfig{TLS: tlsSrc, GossipKey: gossipKey, Addr: o.Addr, AdvertiseAddr: o.AdvertiseAddr, MetricsAddr: o.MetricsAddr,
 		PeerBind: o.Bind, PeerAdvertise: o.Advertise, Join: o.Join, Name: o.Name,
 		Cache: cache.Config{MaxBytes: int64(o.CacheSize), Central: central, FetchTimeout: o.FetchTimeout, CentralRetry: o.CentralRetry}}
 	return cfg, nil
+}
+
+// security loads the TLS files and decodes the gossip key; each error
+// names its flag.
+func (o *nodecacheOptions) security() (*tlsconf.Source, []byte, error) {
+	var key []byte
+	if o.GossipKey != "" {
+		var err error
+		if key, err = base64.StdEncoding.DecodeString(strings.TrimSpace(o.GossipKey)); err != nil {
+			return nil, nil, fmt.Errorf("--gossip-key: not base64 (make one with: head -c 32 /dev/urandom | base64): %w", err)
+		}
+		if n := len(key); n != 16 && n != 24 && n != 32 {
+			return nil, nil, fmt.Errorf("--gossip-key: %d bytes; want 16, 24 or 32 (make one with: head -c 32 /dev/urandom | base64)", n)
+		}
+		if o.Bind == "" {
+			return nil, nil, errors.New(`--gossip-key needs peers: --bind "" turns them off`)
+		}
+	}
+	auth, err := tlsconf.ParseClientAuth(o.TLSClientAuth)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--tls-client-auth: %w", err)
+	}
+	if o.TLSCert == "" && o.TLSKey == "" {
+		if o.TLSCA != "" || auth != tlsconf.ClientAuthNone {
+			return nil, nil, errors.New("--tls-ca and --tls-client-auth need --tls-cert and --tls-key")
+		}
+		return nil, key, nil
+	}
+	src, err := tlsconf.Load(tlsconf.Files{Cert: o.TLSCert, Key: o.TLSKey, CA: o.TLSCA}, auth)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--tls-cert/--tls-key/--tls-ca: %w", err)
+	}
+	return src, key, nil
 }

@@ -76,6 +76,11 @@ type options struct {
 	// Observability (H11).
 	Pprof           bool
 	MetricsSessions int
+	// Transport security (TLS): see tls.go.
+	TLSCert       string
+	TLSKey        string
+	TLSCA         string
+	TLSClientAuth string
 }
 
 // registerFlags defines every setting on fs. defaultID is the hostname:
@@ -126,6 +131,12 @@ func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
 	fs.BoolVar(&o.Pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr (exposes internals: keep the metrics listener private)")
 	fs.IntVar(&o.MetricsSessions, "metrics-sessions", server.DefaultMetricsSessions,
 		"open sessions with per-session queue depth series, the busiest first; 0 exports totals only (bounds Prometheus cardinality)")
+	// Transport security (TLS): one certificate for the API, the cache
+	// listener and node-to-node links; see tls.go.
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate of this node; with --tls-key turns on TLS for gRPC, Raft and node-to-node calls (reloaded on SIGHUP and when the files change)")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.TLSCA, "tls-ca", "", "PEM CA bundle that peers' and clients' certificates are verified against (needed for a cluster of more than one node and for client auth)")
+	fs.StringVar(&o.TLSClientAuth, "tls-client-auth", "", "client certificates on the API listeners: none (the default), request (verified if sent) or require (mTLS); Raft always requires one")
 }
 
 // envName is the environment variable that sets the flag name.

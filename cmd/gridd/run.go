@@ -18,6 +18,10 @@ func runNode(ctx context.Context, cfg server.Config, logger *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("node %s did not start: %w", cfg.ID, err)
 	}
+	if cfg.TLS != nil {
+		stop := reloadTLS(cfg.TLS, log)
+		defer stop()
+	}
 	// The server announces itself at Info; this line adds the bound gRPC
 	// address, which differs from the setting when its port is 0.
 	log.Debug("node started", "id", cfg.ID, "grpc_addr", srv.GRPCAddr(),

@@ -48,6 +48,9 @@ func validate(o *options, origins map[string]origin) error {
 	if err := validateAddrs(o, bad); err != nil {
 		return err
 	}
+	if err := validateTLS(o, bad); err != nil {
+		return err
+	}
 	if _, ok := logLevels[strings.ToLower(o.LogLevel)]; !ok {
 		return bad("log-level", "%q is not one of debug, info, warn, error", o.LogLevel)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gridd/gridd/execworker"
 	"github.com/gridd/gridd/sdk/worker"
+	"github.com/gridd/gridd/tlsconf"
 )
 
 const (
@@ -67,6 +68,9 @@ type workerOptions struct {
 	Shell        bool
 	LogLevel     string
 	LogFormat    string
+
+	// Transport security (TLS).
+	TLSCA, TLSCert, TLSKey string
 }
 
 func newWorkerCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *cobra.Command {
@@ -129,6 +133,10 @@ func newWorkerCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *cobr
 	fs.BoolVar(&o.Shell, "shell", false, "run CMD with /bin/sh -c (default: true when CMD has spaces)")
 	fs.StringVar(&o.LogLevel, "log-level", defaultLogLevel, "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", defaultLogFormat, "text or json")
+	// Transport security (TLS).
+	fs.StringVar(&o.TLSCA, "tls-ca", "", "PEM CA the cluster's certificate is verified against; turns on TLS")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM client certificate, for a cluster that requires one (mTLS); turns on TLS")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.SortFlags = false
 	return cmd
 }
@@ -163,6 +171,13 @@ func (o *workerOptions) resolve() (worker.Options, execworker.Config, error) {
 	}
 	if f := strings.ToLower(o.LogFormat); f != "text" && f != "json" {
 		return wo, cfg, fmt.Errorf("--log-format: %q is not one of text, json", o.LogFormat)
+	}
+	if o.TLSCA != "" || o.TLSCert != "" || o.TLSKey != "" {
+		tc, err := tlsconf.StaticClientConfig(o.TLSCA, o.TLSCert, o.TLSKey)
+		if err != nil {
+			return wo, cfg, fmt.Errorf("--tls-ca/--tls-cert/--tls-key: %w", err)
+		}
+		wo.TLS = tc
 	}
 	wo.WorkerID, wo.Node, wo.Pod, wo.APIKey = o.ID, o.Node, o.Pod, o.APIKey
 	wo.Concurrency, wo.DrainTimeout = o.Concurrency, o.DrainTimeout

@@ -9,6 +9,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gridd/gridd/sdk/client"
+	"github.com/gridd/gridd/tlsconf"
 )
 
 // DefaultAddrs are the nodes `make run` starts.
@@ -103,6 +105,8 @@ type Common struct {
 	// LevelFlag is how messages name the log level flag; "" means
 	// "--log-level".
 	LevelFlag string
+	// TLS files (docs/TLS.md); any of them turns TLS on.
+	TLSCA, TLSCert, TLSKey string
 }
 
 // CommonFlags defines --addr (default $GRIDD_ADDR, else DefaultAddrs),
@@ -112,7 +116,18 @@ func CommonFlags(fs *flag.FlagSet, level string) *Common {
 	fs.StringVar(&c.Addrs, "addr", EnvOr("GRIDD_ADDR", DefaultAddrs), "gRPC addresses of gridd nodes, comma-separated (env GRIDD_ADDR)")
 	fs.StringVar(&c.APIKey, "api-key", os.Getenv("GRIDD_API_KEY"), "API key (env GRIDD_API_KEY)")
 	fs.StringVar(&c.Level, "log-level", level, "debug, info, warn or error")
+	fs.StringVar(&c.TLSCA, "tls-ca", os.Getenv("GRIDD_TLS_CA"), "PEM CA of the cluster's certificate; turns on TLS (env GRIDD_TLS_CA)")
+	fs.StringVar(&c.TLSCert, "tls-cert", os.Getenv("GRIDD_TLS_CERT"), "PEM client certificate for mTLS (env GRIDD_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", os.Getenv("GRIDD_TLS_KEY"), "PEM key of --tls-cert (env GRIDD_TLS_KEY)")
 	return c
+}
+
+// TLS is the client TLS configuration of the flags; nil: plaintext.
+func (c *Common) TLS() (*tls.Config, error) {
+	if c.TLSCA == "" && c.TLSCert == "" && c.TLSKey == "" {
+		return nil, nil
+	}
+	return tlsconf.StaticClientConfig(c.TLSCA, c.TLSCert, c.TLSKey)
 }
 
 // Logger returns a text logger on w at the chosen level, or an error
@@ -131,7 +146,11 @@ func (c *Common) Logger(w io.Writer) (*slog.Logger, error) {
 
 // Dial connects a client to the cluster with the API key and log.
 func (c *Common) Dial(ctx context.Context, log *slog.Logger) (*client.Client, error) {
-	return client.Dial(ctx, SplitAddrs(c.Addrs), client.WithAPIKey(c.APIKey), client.WithLogger(log))
+	tc, err := c.TLS()
+	if err != nil {
+		return nil, err
+	}
+	return client.Dial(ctx, SplitAddrs(c.Addrs), client.WithAPIKey(c.APIKey), client.WithLogger(log), client.WithTLS(tc))
 }
 
 // TimeoutFlag defines the client's --timeout: how long a run may take.

@@ -48,6 +48,10 @@ func (w Worker) Run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	opts.Addrs, opts.APIKey, opts.Logger = SplitAddrs(common.Addrs), common.APIKey, log
+	if opts.TLS, err = common.TLS(); err != nil {
+		fmt.Fprintln(stderr, w.Name+":", err)
+		return 2
+	}
 	if err := worker.Run(ctx, opts, w.Handler); err != nil {
 		fmt.Fprintln(stderr, w.Name+" worker:", err)
 		return 1
