@@ -211,8 +211,9 @@ func (n *Node) LeaderGRPCAddr() string {
 }
 
 // Close stops the node gracefully: it refuses new calls, lets those in
-// flight finish (at most ApplyTimeout), shuts raft down (no leadership
-// transfer yet), then closes the transport and the store. Idempotent.
+// flight finish (at most ApplyTimeout), shuts raft down, then closes the
+// transport and the store. Idempotent. It does not transfer leadership:
+// call HandOff first (server.Close does).
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
