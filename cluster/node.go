@@ -40,6 +40,7 @@ type Node struct {
 	fsm    *fsm.FSM
 	raft   *raft.Raft
 	store  *raftboltdb.BoltStore
+	snaps  *raft.FileSnapshotStore
 	trans  *raft.NetworkTransport
 	stream *streamLayer
 	// gated is the transport Raft uses, which refuses votes while the node
@@ -118,6 +119,7 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("cluster: snapshot store in %s: %w", cfg.DataDir, err)
 	}
+	n.snaps = snaps
 	adapter := &fsmAdapter{f: n.fsm, restored: &n.restores}
 	snapIndex, err := restoreLatest(cfg.DataDir, snaps, adapter)
 	if err != nil {
