@@ -100,6 +100,17 @@ func Restore(cfg RestoreConfig, data io.Reader) (string, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return "", fmt.Errorf("cluster: create data dir: %w", err)
 	}
+	hash, err := restoreInto(cfg, data)
+	if err != nil {
+		// Neither existed before: removing them lets the operator retry
+		// with a good file instead of being refused a non-empty data dir.
+		_ = os.Remove(filepath.Join(cfg.DataDir, raftDBFile))
+		_ = os.RemoveAll(filepath.Join(cfg.DataDir, "snapshots"))
+	}
+	return hash, err
+}
+
+func restoreInto(cfg RestoreConfig, data io.Reader) (string, error) {
 	hlog := newHCLogAdapter(cfg.Logger, slog.LevelWarn)
 	store, err := openLogStore(cfg.DataDir)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -76,6 +77,20 @@ func TestSnapshotSaveAndRestore(t *testing.T) {
 
 	dir := filepath.Join(t.TempDir(), "r1")
 	raftAddr := closedAddr(t)
+	// A damaged file is refused and leaves the data dir reusable.
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-1] ^= 1
+	bm, bad, err := snapfile.Read(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.Restore(cluster.RestoreConfig{ID: "r1", DataDir: dir, RaftAddr: raftAddr,
+		Index: bm.Index, Term: bm.Term}, bad); err == nil || !strings.Contains(err.Error(), "sha256") {
+		t.Fatalf("restore of a damaged snapshot: %v, want a sha256 error", err)
+	}
 	hash, err := cluster.Restore(cluster.RestoreConfig{ID: "r1", DataDir: dir, RaftAddr: raftAddr,
 		Index: meta.Index, Term: meta.Term}, data)
 	if err != nil {
