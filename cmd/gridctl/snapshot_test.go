@@ -23,6 +23,7 @@ import (
 // and join two empty nodes. The restored state hashes like the source, and
 // every node of the new cluster holds the queued tasks.
 func TestSnapshotSaveAndRestore(t *testing.T) {
+	noLeaks(t)
 	src := testcluster.Start(t, 3, testcluster.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -59,6 +60,13 @@ func TestSnapshotSaveAndRestore(t *testing.T) {
 	out := ok(t, "--addr", src.Nodes[follower].Cfg.GRPCAddr, "cluster", "snapshot", "save", file)
 	if !strings.Contains(out, "saved snapshot index") {
 		t.Fatalf("unexpected output %q", out)
+	}
+
+	// Nothing applied since: the second save reuses the same snapshot.
+	again := filepath.Join(t.TempDir(), "again.snap")
+	ok(t, "--addr", src.Nodes[follower].Cfg.GRPCAddr, "cluster", "snapshot", "save", again)
+	if a, b := readMeta(t, file), readMeta(t, again); a.Index != b.Index || a.SHA256 != b.SHA256 {
+		t.Fatalf("second save: index %d sha %s, first: index %d sha %s", b.Index, b.SHA256, a.Index, a.SHA256)
 	}
 
 	f, err := os.Open(file)
@@ -122,5 +130,35 @@ func TestSnapshotSaveAndRestore(t *testing.T) {
 	}
 	if st := dst.Nodes[dst.WaitLeader()].Srv.Node().Status(); st.Term < meta.Term {
 		t.Fatalf("restored cluster in term %d, below the snapshot's %d", st.Term, meta.Term)
+	}
+}
+
+func readMeta(t *testing.T, path string) snapfile.Meta {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, _, err := snapfile.Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestSnapshotSaveFailureLeavesNoFile: a save that cannot complete (no
+// node answers) creates nothing at the path.
+func TestSnapshotSaveFailureLeavesNoFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "x.snap")
+	code, _, errOut := run(t, nil, "--addr", closedAddr(t), "--timeout", "2s", "cluster", "snapshot", "save", file)
+	if code == 0 {
+		t.Fatal("save against a closed address succeeded")
+	}
+	if !strings.Contains(errOut, "cannot reach") {
+		t.Errorf("stderr %q does not say the cluster is unreachable", errOut)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(file)); len(entries) != 0 {
+		t.Fatalf("a failed save left %v behind", entries)
 	}
 }
