@@ -226,3 +226,34 @@ func writeErr(op string, err error) error {
 		return fmt.Errorf("cluster: %s: %w: %w", op, ErrUnknownOutcome, err)
 	}
 }
+
+// HandOff transfers leadership away before a graceful stop, so that the
+// cluster does not sit through an election timeout with a leader that no
+// longer answers. It returns the new leader's id, or "" when there was
+// nothing to hand off: this node does not lead, or no other voter exists
+// (a single-node cluster keeps no quorum without it anyway).
+func (n *Node) HandOff(ctx context.Context) (string, error) {
+	if !n.IsLeader() {
+		return "", nil
+	}
+	ctx, cancel := n.raftCtx(ctx)
+	defer cancel()
+	conf, _, err := n.configuration(ctx)
+	if err != nil {
+		return "", err
+	}
+	others := 0
+	for _, s := range conf.Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.ID {
+			others++
+		}
+	}
+	if others == 0 {
+		return "", nil
+	}
+	id, err := n.TransferLeadership(ctx, "")
+	if errors.Is(err, ErrNotLeader) {
+		return "", nil // lost leadership meanwhile: nothing left to hand off
+	}
+	return id, err
+}

@@ -40,6 +40,7 @@ type Node struct {
 	fsm    *fsm.FSM
 	raft   *raft.Raft
 	store  *raftboltdb.BoltStore
+	snaps  *raft.FileSnapshotStore
 	trans  *raft.NetworkTransport
 	stream *streamLayer
 	// gated is the transport Raft uses, which refuses votes while the node
@@ -118,6 +119,7 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("cluster: snapshot store in %s: %w", cfg.DataDir, err)
 	}
+	n.snaps = snaps
 	adapter := &fsmAdapter{f: n.fsm, restored: &n.restores, obs: cfg.observer()}
 	snapIndex, err := restoreLatest(cfg.DataDir, snaps, adapter)
 	if err != nil {
@@ -211,8 +213,9 @@ func (n *Node) LeaderGRPCAddr() string {
 }
 
 // Close stops the node gracefully: it refuses new calls, lets those in
-// flight finish (at most ApplyTimeout), shuts raft down (no leadership
-// transfer yet), then closes the transport and the store. Idempotent.
+// flight finish (at most ApplyTimeout), shuts raft down, then closes the
+// transport and the store. Idempotent. It does not transfer leadership:
+// call HandOff first (server.Close does).
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)

@@ -356,9 +356,16 @@ func (s *Server) Err() error {
 	}
 }
 
-// Close stops gracefully: streams get a moment to finish, then Raft shuts
-// down and the data dir is closed.
+// handOffTimeout bounds the leadership transfer of a graceful stop; raft
+// gives up on its own after an election timeout, this is the backstop.
+const handOffTimeout = 10 * time.Second
+
+// Close stops gracefully: a leader first hands leadership to the most
+// up-to-date follower (clients and workers move over without waiting for an
+// election timeout), streams get a moment to finish, then Raft shuts down
+// and the data dir is closed.
 func (s *Server) Close() error {
+	s.handOff()
 	s.health.Shutdown()
 	stopped := make(chan struct{})
 	go func() {
@@ -375,6 +382,22 @@ func (s *Server) Close() error {
 		s.grpc.Stop()
 	}
 	return s.shutdown(s.node.Close)
+}
+
+// handOff transfers leadership if this node leads. A failure is logged,
+// not returned: the stop goes on, and the others elect a leader after the
+// usual timeout.
+func (s *Server) handOff() {
+	ctx, cancel := context.WithTimeout(context.Background(), handOffTimeout)
+	defer cancel()
+	start := time.Now()
+	id, err := s.node.HandOff(ctx)
+	switch {
+	case err != nil:
+		s.log.Warn("could not hand leadership over before stopping; the others will elect a leader after the election timeout", "err", err)
+	case id != "":
+		s.log.Info("handed leadership over before stopping", "new_leader", id, "took", time.Since(start))
+	}
 }
 
 // Kill stops at once, as close to kill -9 as a process can do to itself:

@@ -13,7 +13,7 @@ import (
 func newClusterCmd(g *globals) *cobra.Command {
 	return group("cluster", "Show and change the cluster's members and leader",
 		clusterStatusCmd(g), clusterMembersCmd(g), clusterJoinCmd(g),
-		clusterRemoveCmd(g), clusterTransferCmd(g))
+		clusterRemoveCmd(g), clusterTransferCmd(g), clusterSnapshotCmd(g))
 }
 
 // clusterStatus asks the first node that answers for its view.

@@ -112,6 +112,7 @@ func newRootCmd(lookupEnv func(string) (string, bool), stderr io.Writer) *cobra.
 	cmd.Flags().SortFlags = false
 	cmd.AddCommand(newWorkerCmd(lookupEnv, stderr))
 	cmd.AddCommand(newNodecacheCmd(lookupEnv, stderr))
+	cmd.AddCommand(newRestoreCmd(stderr))
 	return cmd
 }
 

@@ -204,7 +204,21 @@ func (c *Cluster) KillAll() {
 	}
 }
 
-// Restart starts node i again from its data dir, on the same addresses.
+// Stop closes node i gracefully, as SIGTERM does: a leader hands
+// leadership over first. Restart brings it back.
+func (c *Cluster) Stop(i int) {
+	c.t.Helper()
+	if c.Nodes[i].Srv == nil {
+		return
+	}
+	if err := c.Nodes[i].Srv.Close(); err != nil {
+		c.t.Errorf("close node %d: %v", i+1, err)
+	}
+	c.Nodes[i].Srv = nil
+}
+
+// Restart starts node i again from its data dir, on the same addresses;
+// a running node is killed first.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	c.Kill(i)

@@ -3235,6 +3235,202 @@ func (x *TransferLeadershipResponse) GetLeaderId() string {
 	return ""
 }
 
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{44}
+}
+
+// SnapshotMeta describes a Raft snapshot of the replicated state.
+type SnapshotMeta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The last log entry the snapshot covers, and its term.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Term  uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	// The Raft configuration at the snapshot (suffrage and addresses; the
+	// gRPC addresses are in the state itself), and the index it was set at.
+	Configuration      []*Member `protobuf:"bytes,3,rep,name=configuration,proto3" json:"configuration,omitempty"`
+	ConfigurationIndex uint64    `protobuf:"varint,4,opt,name=configuration_index,json=configurationIndex,proto3" json:"configuration_index,omitempty"`
+	// Bytes of snapshot data that follow.
+	Size int64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	// The node that took the snapshot and when.
+	NodeId        string `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	CreatedUnixMs int64  `protobuf:"varint,7,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotMeta) Reset() {
+	*x = SnapshotMeta{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotMeta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotMeta) ProtoMessage() {}
+
+func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
+func (*SnapshotMeta) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *SnapshotMeta) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetConfiguration() []*Member {
+	if x != nil {
+		return x.Configuration
+	}
+	return nil
+}
+
+func (x *SnapshotMeta) GetConfigurationIndex() uint64 {
+	if x != nil {
+		return x.ConfigurationIndex
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SnapshotMeta) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+// SnapshotChunk: the first carries meta, the following ones data, the last
+// one sha256 (hex, of all the data) and no data.
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *SnapshotMeta          `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SnapshotChunk) GetMeta() *SnapshotMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 // SharedDataHeader describes one level of a session's shared data. It opens
 // every upload (Set, Update) and every download (Get).
 type SharedDataHeader struct {
@@ -3264,7 +3460,7 @@ type SharedDataHeader struct {
 
 func (x *SharedDataHeader) Reset() {
 	*x = SharedDataHeader{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[44]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3276,7 +3472,7 @@ func (x *SharedDataHeader) String() string {
 func (*SharedDataHeader) ProtoMessage() {}
 
 func (x *SharedDataHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[44]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3289,7 +3485,7 @@ func (x *SharedDataHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedDataHeader.ProtoReflect.Descriptor instead.
 func (*SharedDataHeader) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{44}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SharedDataHeader) GetSessionId() string {
@@ -3354,7 +3550,7 @@ type SharedDataChunk struct {
 
 func (x *SharedDataChunk) Reset() {
 	*x = SharedDataChunk{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[45]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3366,7 +3562,7 @@ func (x *SharedDataChunk) String() string {
 func (*SharedDataChunk) ProtoMessage() {}
 
 func (x *SharedDataChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[45]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3379,7 +3575,7 @@ func (x *SharedDataChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedDataChunk.ProtoReflect.Descriptor instead.
 func (*SharedDataChunk) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{45}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SharedDataChunk) GetHeader() *SharedDataHeader {
@@ -3410,7 +3606,7 @@ type SharedDataInfo struct {
 
 func (x *SharedDataInfo) Reset() {
 	*x = SharedDataInfo{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[46]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3422,7 +3618,7 @@ func (x *SharedDataInfo) String() string {
 func (*SharedDataInfo) ProtoMessage() {}
 
 func (x *SharedDataInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[46]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3435,7 +3631,7 @@ func (x *SharedDataInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedDataInfo.ProtoReflect.Descriptor instead.
 func (*SharedDataInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{46}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SharedDataInfo) GetSessionId() string {
@@ -3489,7 +3685,7 @@ type GetSharedDataRequest struct {
 
 func (x *GetSharedDataRequest) Reset() {
 	*x = GetSharedDataRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[47]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3501,7 +3697,7 @@ func (x *GetSharedDataRequest) String() string {
 func (*GetSharedDataRequest) ProtoMessage() {}
 
 func (x *GetSharedDataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[47]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3514,7 +3710,7 @@ func (x *GetSharedDataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSharedDataRequest.ProtoReflect.Descriptor instead.
 func (*GetSharedDataRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{47}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetSharedDataRequest) GetSessionId() string {
@@ -3548,7 +3744,7 @@ type DeleteSharedDataRequest struct {
 
 func (x *DeleteSharedDataRequest) Reset() {
 	*x = DeleteSharedDataRequest{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[48]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3560,7 +3756,7 @@ func (x *DeleteSharedDataRequest) String() string {
 func (*DeleteSharedDataRequest) ProtoMessage() {}
 
 func (x *DeleteSharedDataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[48]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3573,7 +3769,7 @@ func (x *DeleteSharedDataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSharedDataRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSharedDataRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{48}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DeleteSharedDataRequest) GetRequestId() string {
@@ -3600,7 +3796,7 @@ type DeleteSharedDataResponse struct {
 
 func (x *DeleteSharedDataResponse) Reset() {
 	*x = DeleteSharedDataResponse{}
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[49]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3612,7 +3808,7 @@ func (x *DeleteSharedDataResponse) String() string {
 func (*DeleteSharedDataResponse) ProtoMessage() {}
 
 func (x *DeleteSharedDataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_griddpb_gridd_proto_msgTypes[49]
+	mi := &file_rpc_griddpb_gridd_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3625,7 +3821,7 @@ func (x *DeleteSharedDataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSharedDataResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSharedDataResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{49}
+	return file_rpc_griddpb_gridd_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *DeleteSharedDataResponse) GetDeleted() bool {
@@ -3890,7 +4086,20 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x19TransferLeadershipRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"9\n" +
 	"\x1aTransferLeadershipResponse\x12\x1b\n" +
-	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"\xde\x01\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"\x11\n" +
+	"\x0fSnapshotRequest\"\xf6\x01\n" +
+	"\fSnapshotMeta\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x126\n" +
+	"\rconfiguration\x18\x03 \x03(\v2\x10.gridd.v1.MemberR\rconfiguration\x12/\n" +
+	"\x13configuration_index\x18\x04 \x01(\x04R\x12configurationIndex\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x17\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x12&\n" +
+	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\"g\n" +
+	"\rSnapshotChunk\x12*\n" +
+	"\x04meta\x18\x01 \x01(\v2\x16.gridd.v1.SnapshotMetaR\x04meta\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\xde\x01\n" +
 	"\x10SharedDataHeader\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12!\n" +
@@ -3962,12 +4171,13 @@ const file_rpc_griddpb_gridd_proto_rawDesc = "" +
 	"\x10PurgeDeadLetters\x12!.gridd.v1.PurgeDeadLettersRequest\x1a\".gridd.v1.PurgeDeadLettersResponse\x12J\n" +
 	"\vListWorkers\x12\x1c.gridd.v1.ListWorkersRequest\x1a\x1d.gridd.v1.ListWorkersResponse\x12J\n" +
 	"\vCancelTasks\x12\x1c.gridd.v1.CancelTasksRequest\x1a\x1d.gridd.v1.CancelTasksResponse\x12A\n" +
-	"\bGetTasks\x12\x19.gridd.v1.GetTasksRequest\x1a\x1a.gridd.v1.GetTasksResponse2\xa1\x02\n" +
+	"\bGetTasks\x12\x19.gridd.v1.GetTasksRequest\x1a\x1a.gridd.v1.GetTasksResponse2\xe3\x02\n" +
 	"\aCluster\x12A\n" +
 	"\x06Status\x12\x1e.gridd.v1.ClusterStatusRequest\x1a\x17.gridd.v1.ClusterStatus\x125\n" +
 	"\x04Join\x12\x15.gridd.v1.JoinRequest\x1a\x16.gridd.v1.JoinResponse\x12;\n" +
 	"\x06Remove\x12\x17.gridd.v1.RemoveRequest\x1a\x18.gridd.v1.RemoveResponse\x12_\n" +
-	"\x12TransferLeadership\x12#.gridd.v1.TransferLeadershipRequest\x1a$.gridd.v1.TransferLeadershipResponse2\xc3\x02\n" +
+	"\x12TransferLeadership\x12#.gridd.v1.TransferLeadershipRequest\x1a$.gridd.v1.TransferLeadershipResponse\x12@\n" +
+	"\bSnapshot\x12\x19.gridd.v1.SnapshotRequest\x1a\x17.gridd.v1.SnapshotChunk0\x012\xc3\x02\n" +
 	"\x05Cache\x12F\n" +
 	"\rSetSharedData\x12\x19.gridd.v1.SharedDataChunk\x1a\x18.gridd.v1.SharedDataInfo(\x01\x12I\n" +
 	"\x10UpdateSharedData\x12\x19.gridd.v1.SharedDataChunk\x1a\x18.gridd.v1.SharedDataInfo(\x01\x12L\n" +
@@ -3987,7 +4197,7 @@ func file_rpc_griddpb_gridd_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_griddpb_gridd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_rpc_griddpb_gridd_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_rpc_griddpb_gridd_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_rpc_griddpb_gridd_proto_goTypes = []any{
 	(SessionState)(0),                  // 0: gridd.v1.SessionState
 	(WorkerState)(0),                   // 1: gridd.v1.WorkerState
@@ -4037,12 +4247,15 @@ var file_rpc_griddpb_gridd_proto_goTypes = []any{
 	(*RemoveResponse)(nil),             // 45: gridd.v1.RemoveResponse
 	(*TransferLeadershipRequest)(nil),  // 46: gridd.v1.TransferLeadershipRequest
 	(*TransferLeadershipResponse)(nil), // 47: gridd.v1.TransferLeadershipResponse
-	(*SharedDataHeader)(nil),           // 48: gridd.v1.SharedDataHeader
-	(*SharedDataChunk)(nil),            // 49: gridd.v1.SharedDataChunk
-	(*SharedDataInfo)(nil),             // 50: gridd.v1.SharedDataInfo
-	(*GetSharedDataRequest)(nil),       // 51: gridd.v1.GetSharedDataRequest
-	(*DeleteSharedDataRequest)(nil),    // 52: gridd.v1.DeleteSharedDataRequest
-	(*DeleteSharedDataResponse)(nil),   // 53: gridd.v1.DeleteSharedDataResponse
+	(*SnapshotRequest)(nil),            // 48: gridd.v1.SnapshotRequest
+	(*SnapshotMeta)(nil),               // 49: gridd.v1.SnapshotMeta
+	(*SnapshotChunk)(nil),              // 50: gridd.v1.SnapshotChunk
+	(*SharedDataHeader)(nil),           // 51: gridd.v1.SharedDataHeader
+	(*SharedDataChunk)(nil),            // 52: gridd.v1.SharedDataChunk
+	(*SharedDataInfo)(nil),             // 53: gridd.v1.SharedDataInfo
+	(*GetSharedDataRequest)(nil),       // 54: gridd.v1.GetSharedDataRequest
+	(*DeleteSharedDataRequest)(nil),    // 55: gridd.v1.DeleteSharedDataRequest
+	(*DeleteSharedDataResponse)(nil),   // 56: gridd.v1.DeleteSharedDataResponse
 }
 var file_rpc_griddpb_gridd_proto_depIdxs = []int32{
 	4,  // 0: gridd.v1.Session.attributes:type_name -> gridd.v1.SessionAttributes
@@ -4067,58 +4280,62 @@ var file_rpc_griddpb_gridd_proto_depIdxs = []int32{
 	37, // 19: gridd.v1.ListWorkersResponse.workers:type_name -> gridd.v1.WorkerInfo
 	39, // 20: gridd.v1.ClusterStatus.members:type_name -> gridd.v1.Member
 	41, // 21: gridd.v1.JoinResponse.status:type_name -> gridd.v1.ClusterStatus
-	48, // 22: gridd.v1.SharedDataChunk.header:type_name -> gridd.v1.SharedDataHeader
-	7,  // 23: gridd.v1.Queue.CreateSession:input_type -> gridd.v1.CreateSessionRequest
-	9,  // 24: gridd.v1.Queue.UpdateSession:input_type -> gridd.v1.UpdateSessionRequest
-	10, // 25: gridd.v1.Queue.CloseSession:input_type -> gridd.v1.CloseSessionRequest
-	11, // 26: gridd.v1.Queue.GetSession:input_type -> gridd.v1.GetSessionRequest
-	12, // 27: gridd.v1.Queue.ListSessions:input_type -> gridd.v1.ListSessionsRequest
-	17, // 28: gridd.v1.Queue.ClientStream:input_type -> gridd.v1.ClientMessage
-	20, // 29: gridd.v1.Queue.ClientStreamDeadLetters:input_type -> gridd.v1.DeadLetterStreamRequest
-	22, // 30: gridd.v1.Queue.WorkerUpdate:input_type -> gridd.v1.WorkerStatus
-	24, // 31: gridd.v1.Queue.WorkerStream:input_type -> gridd.v1.WorkerStreamMessage
-	25, // 32: gridd.v1.Queue.ListDeadLetters:input_type -> gridd.v1.ListDeadLettersRequest
-	27, // 33: gridd.v1.Queue.RetryDeadLetters:input_type -> gridd.v1.RetryDeadLettersRequest
-	29, // 34: gridd.v1.Queue.PurgeDeadLetters:input_type -> gridd.v1.PurgeDeadLettersRequest
-	36, // 35: gridd.v1.Queue.ListWorkers:input_type -> gridd.v1.ListWorkersRequest
-	31, // 36: gridd.v1.Queue.CancelTasks:input_type -> gridd.v1.CancelTasksRequest
-	33, // 37: gridd.v1.Queue.GetTasks:input_type -> gridd.v1.GetTasksRequest
-	40, // 38: gridd.v1.Cluster.Status:input_type -> gridd.v1.ClusterStatusRequest
-	42, // 39: gridd.v1.Cluster.Join:input_type -> gridd.v1.JoinRequest
-	44, // 40: gridd.v1.Cluster.Remove:input_type -> gridd.v1.RemoveRequest
-	46, // 41: gridd.v1.Cluster.TransferLeadership:input_type -> gridd.v1.TransferLeadershipRequest
-	49, // 42: gridd.v1.Cache.SetSharedData:input_type -> gridd.v1.SharedDataChunk
-	49, // 43: gridd.v1.Cache.UpdateSharedData:input_type -> gridd.v1.SharedDataChunk
-	51, // 44: gridd.v1.Cache.GetSharedData:input_type -> gridd.v1.GetSharedDataRequest
-	52, // 45: gridd.v1.Cache.DeleteSharedData:input_type -> gridd.v1.DeleteSharedDataRequest
-	6,  // 46: gridd.v1.Queue.CreateSession:output_type -> gridd.v1.Session
-	6,  // 47: gridd.v1.Queue.UpdateSession:output_type -> gridd.v1.Session
-	6,  // 48: gridd.v1.Queue.CloseSession:output_type -> gridd.v1.Session
-	6,  // 49: gridd.v1.Queue.GetSession:output_type -> gridd.v1.Session
-	13, // 50: gridd.v1.Queue.ListSessions:output_type -> gridd.v1.ListSessionsResponse
-	19, // 51: gridd.v1.Queue.ClientStream:output_type -> gridd.v1.ServerMessage
-	21, // 52: gridd.v1.Queue.ClientStreamDeadLetters:output_type -> gridd.v1.DeadLetterBatch
-	23, // 53: gridd.v1.Queue.WorkerUpdate:output_type -> gridd.v1.Instruction
-	15, // 54: gridd.v1.Queue.WorkerStream:output_type -> gridd.v1.Batch
-	26, // 55: gridd.v1.Queue.ListDeadLetters:output_type -> gridd.v1.ListDeadLettersResponse
-	28, // 56: gridd.v1.Queue.RetryDeadLetters:output_type -> gridd.v1.RetryDeadLettersResponse
-	30, // 57: gridd.v1.Queue.PurgeDeadLetters:output_type -> gridd.v1.PurgeDeadLettersResponse
-	38, // 58: gridd.v1.Queue.ListWorkers:output_type -> gridd.v1.ListWorkersResponse
-	32, // 59: gridd.v1.Queue.CancelTasks:output_type -> gridd.v1.CancelTasksResponse
-	35, // 60: gridd.v1.Queue.GetTasks:output_type -> gridd.v1.GetTasksResponse
-	41, // 61: gridd.v1.Cluster.Status:output_type -> gridd.v1.ClusterStatus
-	43, // 62: gridd.v1.Cluster.Join:output_type -> gridd.v1.JoinResponse
-	45, // 63: gridd.v1.Cluster.Remove:output_type -> gridd.v1.RemoveResponse
-	47, // 64: gridd.v1.Cluster.TransferLeadership:output_type -> gridd.v1.TransferLeadershipResponse
-	50, // 65: gridd.v1.Cache.SetSharedData:output_type -> gridd.v1.SharedDataInfo
-	50, // 66: gridd.v1.Cache.UpdateSharedData:output_type -> gridd.v1.SharedDataInfo
-	49, // 67: gridd.v1.Cache.GetSharedData:output_type -> gridd.v1.SharedDataChunk
-	53, // 68: gridd.v1.Cache.DeleteSharedData:output_type -> gridd.v1.DeleteSharedDataResponse
-	46, // [46:69] is the sub-list for method output_type
-	23, // [23:46] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	39, // 22: gridd.v1.SnapshotMeta.configuration:type_name -> gridd.v1.Member
+	49, // 23: gridd.v1.SnapshotChunk.meta:type_name -> gridd.v1.SnapshotMeta
+	51, // 24: gridd.v1.SharedDataChunk.header:type_name -> gridd.v1.SharedDataHeader
+	7,  // 25: gridd.v1.Queue.CreateSession:input_type -> gridd.v1.CreateSessionRequest
+	9,  // 26: gridd.v1.Queue.UpdateSession:input_type -> gridd.v1.UpdateSessionRequest
+	10, // 27: gridd.v1.Queue.CloseSession:input_type -> gridd.v1.CloseSessionRequest
+	11, // 28: gridd.v1.Queue.GetSession:input_type -> gridd.v1.GetSessionRequest
+	12, // 29: gridd.v1.Queue.ListSessions:input_type -> gridd.v1.ListSessionsRequest
+	17, // 30: gridd.v1.Queue.ClientStream:input_type -> gridd.v1.ClientMessage
+	20, // 31: gridd.v1.Queue.ClientStreamDeadLetters:input_type -> gridd.v1.DeadLetterStreamRequest
+	22, // 32: gridd.v1.Queue.WorkerUpdate:input_type -> gridd.v1.WorkerStatus
+	24, // 33: gridd.v1.Queue.WorkerStream:input_type -> gridd.v1.WorkerStreamMessage
+	25, // 34: gridd.v1.Queue.ListDeadLetters:input_type -> gridd.v1.ListDeadLettersRequest
+	27, // 35: gridd.v1.Queue.RetryDeadLetters:input_type -> gridd.v1.RetryDeadLettersRequest
+	29, // 36: gridd.v1.Queue.PurgeDeadLetters:input_type -> gridd.v1.PurgeDeadLettersRequest
+	36, // 37: gridd.v1.Queue.ListWorkers:input_type -> gridd.v1.ListWorkersRequest
+	31, // 38: gridd.v1.Queue.CancelTasks:input_type -> gridd.v1.CancelTasksRequest
+	33, // 39: gridd.v1.Queue.GetTasks:input_type -> gridd.v1.GetTasksRequest
+	40, // 40: gridd.v1.Cluster.Status:input_type -> gridd.v1.ClusterStatusRequest
+	42, // 41: gridd.v1.Cluster.Join:input_type -> gridd.v1.JoinRequest
+	44, // 42: gridd.v1.Cluster.Remove:input_type -> gridd.v1.RemoveRequest
+	46, // 43: gridd.v1.Cluster.TransferLeadership:input_type -> gridd.v1.TransferLeadershipRequest
+	48, // 44: gridd.v1.Cluster.Snapshot:input_type -> gridd.v1.SnapshotRequest
+	52, // 45: gridd.v1.Cache.SetSharedData:input_type -> gridd.v1.SharedDataChunk
+	52, // 46: gridd.v1.Cache.UpdateSharedData:input_type -> gridd.v1.SharedDataChunk
+	54, // 47: gridd.v1.Cache.GetSharedData:input_type -> gridd.v1.GetSharedDataRequest
+	55, // 48: gridd.v1.Cache.DeleteSharedData:input_type -> gridd.v1.DeleteSharedDataRequest
+	6,  // 49: gridd.v1.Queue.CreateSession:output_type -> gridd.v1.Session
+	6,  // 50: gridd.v1.Queue.UpdateSession:output_type -> gridd.v1.Session
+	6,  // 51: gridd.v1.Queue.CloseSession:output_type -> gridd.v1.Session
+	6,  // 52: gridd.v1.Queue.GetSession:output_type -> gridd.v1.Session
+	13, // 53: gridd.v1.Queue.ListSessions:output_type -> gridd.v1.ListSessionsResponse
+	19, // 54: gridd.v1.Queue.ClientStream:output_type -> gridd.v1.ServerMessage
+	21, // 55: gridd.v1.Queue.ClientStreamDeadLetters:output_type -> gridd.v1.DeadLetterBatch
+	23, // 56: gridd.v1.Queue.WorkerUpdate:output_type -> gridd.v1.Instruction
+	15, // 57: gridd.v1.Queue.WorkerStream:output_type -> gridd.v1.Batch
+	26, // 58: gridd.v1.Queue.ListDeadLetters:output_type -> gridd.v1.ListDeadLettersResponse
+	28, // 59: gridd.v1.Queue.RetryDeadLetters:output_type -> gridd.v1.RetryDeadLettersResponse
+	30, // 60: gridd.v1.Queue.PurgeDeadLetters:output_type -> gridd.v1.PurgeDeadLettersResponse
+	38, // 61: gridd.v1.Queue.ListWorkers:output_type -> gridd.v1.ListWorkersResponse
+	32, // 62: gridd.v1.Queue.CancelTasks:output_type -> gridd.v1.CancelTasksResponse
+	35, // 63: gridd.v1.Queue.GetTasks:output_type -> gridd.v1.GetTasksResponse
+	41, // 64: gridd.v1.Cluster.Status:output_type -> gridd.v1.ClusterStatus
+	43, // 65: gridd.v1.Cluster.Join:output_type -> gridd.v1.JoinResponse
+	45, // 66: gridd.v1.Cluster.Remove:output_type -> gridd.v1.RemoveResponse
+	47, // 67: gridd.v1.Cluster.TransferLeadership:output_type -> gridd.v1.TransferLeadershipResponse
+	50, // 68: gridd.v1.Cluster.Snapshot:output_type -> gridd.v1.SnapshotChunk
+	53, // 69: gridd.v1.Cache.SetSharedData:output_type -> gridd.v1.SharedDataInfo
+	53, // 70: gridd.v1.Cache.UpdateSharedData:output_type -> gridd.v1.SharedDataInfo
+	52, // 71: gridd.v1.Cache.GetSharedData:output_type -> gridd.v1.SharedDataChunk
+	56, // 72: gridd.v1.Cache.DeleteSharedData:output_type -> gridd.v1.DeleteSharedDataResponse
+	49, // [49:73] is the sub-list for method output_type
+	25, // [25:49] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_rpc_griddpb_gridd_proto_init() }
@@ -4144,7 +4361,7 @@ func file_rpc_griddpb_gridd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_griddpb_gridd_proto_rawDesc), len(file_rpc_griddpb_gridd_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   50,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
