@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,43 @@ type gatedTransport struct {
 	admitted atomic.Bool
 	out      chan raft.RPC
 	stop     chan struct{}
+
+	// Heartbeats take a fast path: the transport's connection goroutines
+	// call Raft directly, and Raft's Shutdown does not wait for them. One
+	// arriving during a stop could write a new term into raft.db after it
+	// was closed ("failed to save current term: database not open"), so the
+	// node stops heartbeats itself, waiting for any in flight, before it
+	// closes its files.
+	hbMu      sync.RWMutex
+	hbStopped bool
+}
+
+// errHeartbeatsStopped answers a heartbeat that arrives while the node stops.
+var errHeartbeatsStopped = errors.New("cluster: node stopping")
+
+// SetHeartbeatHandler wraps Raft's handler so that stopHeartbeats can wait
+// for those in flight.
+func (g *gatedTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	if cb == nil {
+		g.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	g.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		g.hbMu.RLock()
+		defer g.hbMu.RUnlock()
+		if g.hbStopped {
+			rpc.Respond(nil, errHeartbeatsStopped)
+			return
+		}
+		cb(rpc)
+	})
+}
+
+// stopHeartbeats waits for heartbeats in flight and refuses later ones.
+func (g *gatedTransport) stopHeartbeats() {
+	g.hbMu.Lock()
+	g.hbStopped = true
+	g.hbMu.Unlock()
 }
 
 func newGatedTransport(t *raft.NetworkTransport, admitted bool, stop chan struct{}) *gatedTransport {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,5 +69,33 @@ func TestGatedTransportRefusesVotes(t *testing.T) {
 	}()
 	if err := cand.RequestVote("gated", target, &raft.RequestVoteRequest{Term: 10}, &vote); err != nil || !vote.Granted {
 		t.Fatalf("admitted node: %+v %v", vote, err)
+	}
+}
+
+// Once a node stops heartbeats (before it closes raft.db), a heartbeat no
+// longer reaches Raft: it could otherwise write a term into a closed store.
+func TestStoppedHeartbeatsDoNotReachRaft(t *testing.T) {
+	sender := tcpTransport(t)
+	stop := make(chan struct{})
+	defer close(stop)
+	g := newGatedTransport(tcpTransport(t), true, stop)
+	var calls atomic.Int32
+	g.SetHeartbeatHandler(func(rpc raft.RPC) {
+		calls.Add(1)
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 3, Success: true}, nil)
+	})
+	// A heartbeat: no entries, no commit index, from a known leader.
+	hb := func() error {
+		var resp raft.AppendEntriesResponse
+		return sender.AppendEntries("g", g.LocalAddr(), &raft.AppendEntriesRequest{
+			RPCHeader: raft.RPCHeader{ID: []byte("leader"), Addr: []byte(sender.LocalAddr())}, Term: 3,
+		}, &resp)
+	}
+	if err := hb(); err != nil || calls.Load() != 1 {
+		t.Fatalf("heartbeat before the stop: %v, %d calls", err, calls.Load())
+	}
+	g.stopHeartbeats()
+	if err := hb(); err == nil || calls.Load() != 1 {
+		t.Fatalf("heartbeat after the stop: %v, %d calls; want an error and no call", err, calls.Load())
 	}
 }

@@ -149,6 +149,13 @@ func (c Config) raftConfig(notify chan bool, logger *hclogAdapter) (*raft.Config
 	// "never submitted", and we rely on that to tell ErrEnqueueTimeout (safe
 	// to report as not committed) from an unknown outcome.
 	rc.BatchApplyCh = false
+	// A leader that commits its own removal steps down instead of shutting
+	// Raft down. Shut down by itself, Raft makes a later Shutdown return at
+	// once instead of waiting for its goroutines, and Close would then close
+	// raft.db under a goroutine still writing to it ("failed to save
+	// current term: database not open"). Removing the leader through the
+	// API hands leadership over first anyway.
+	rc.ShutdownOnRemove = false
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: config: %w", err)
 	}

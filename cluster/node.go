@@ -94,6 +94,9 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		if n.raft != nil {
 			_ = n.raft.Shutdown().Error()
 		}
+		if n.gated != nil {
+			n.gated.stopHeartbeats()
+		}
 		_ = n.closeResources()
 		close(n.stop)
 		return nil, err
@@ -229,6 +232,7 @@ func (n *Node) Close() error {
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
+		n.gated.stopHeartbeats()
 		errs = append(errs, n.closeResources())
 		n.watchWG.Wait()
 		n.publish(n.currentEpoch(), false)
@@ -249,6 +253,7 @@ func (n *Node) Kill() error {
 		close(n.stop)
 		_ = n.trans.Close()
 		_ = n.raft.Shutdown().Error()
+		n.gated.stopHeartbeats()
 		n.closeErr = n.closeResources()
 		n.watchWG.Wait()
 		n.publish(n.currentEpoch(), false)
