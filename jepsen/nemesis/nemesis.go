@@ -170,12 +170,29 @@ type Fault struct {
 	Heal  func(ctx context.Context) error
 }
 
+// leaderWait bounds how long a fault that needs the leader waits for one:
+// right after another fault's heal (kill-all above all) the cluster may
+// need several election rounds, and a fault skipped then would leave its
+// kind under-tested in the run.
+const leaderWait = 15 * time.Second
+
+// waitLeader asks for the leader until one answers or leaderWait passes.
+func (d *Docker) waitLeader(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		id, err := d.Leader(ctx)
+		if err == nil || time.Now().After(deadline) || !sleep(ctx, 250*time.Millisecond) {
+			return id, err
+		}
+	}
+}
+
 // Inject starts the fault of step and returns how to heal it.
 func (d *Docker) Inject(ctx context.Context, st Step) (*Fault, error) {
 	target := func() (string, error) {
 		switch st.Kind {
 		case KillLeader, PauseLeader, PartitionLeader, OneWayLeader:
-			id, err := d.Leader(ctx)
+			id, err := d.waitLeader(ctx)
 			if err != nil {
 				return "", fmt.Errorf("nemesis: find the leader: %w", err)
 			}
@@ -500,7 +517,7 @@ func (d *Docker) removeNode(ctx context.Context, st Step) (*Fault, error) {
 		if err == nil {
 			break
 		}
-		if try >= 9 || !sleep(ctx, 500*time.Millisecond) {
+		if try >= 29 || !sleep(ctx, 500*time.Millisecond) {
 			return nil, err
 		}
 	}
@@ -607,7 +624,7 @@ func (d *Docker) corruptFollower(ctx context.Context, st Step) (*Fault, error) {
 	if len(d.damagedNodes()) > 0 {
 		return nil, errors.New("nemesis: corrupt-follower: a damaged node is not wiped yet")
 	}
-	leader, err := d.Leader(ctx)
+	leader, err := d.waitLeader(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("nemesis: find the leader: %w", err)
 	}
