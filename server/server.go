@@ -99,7 +99,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Preemption: cfg.Preemption, PlanInterval: cfg.SchedulerInterval, ClientExitGrace: cfg.ClientExitGrace,
 		CloseSession: func(ctx context.Context, id string) error { return closeSession(ctx, node, id) }})
 	rs := rpc.New(node, disp, rpc.Options{NodeID: cfg.ID, Logger: cfg.Logger, PeerCredentials: cfg.peerCredentials(),
-		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks},
+		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks,
+			MaxPendingPerSession: cfg.MaxPendingPerSession, MaxSessionsPerApp: cfg.MaxSessionsPerApp},
 		Cache: rpc.CacheLimits{MaxBytes: cfg.MaxSharedDataBytes, MaxTTL: cfg.MaxSharedDataTTL,
 			DefaultTTL: cfg.DefaultSharedDataTTL, KeepLevels: cfg.SharedDataKeepLevels}})
 	g := grpc.NewServer(append(append([]grpc.ServerOption{

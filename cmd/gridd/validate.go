@@ -88,6 +88,13 @@ func validate(o *options, origins map[string]origin) error {
 	if o.MetricsSessions < 0 || o.MetricsSessions > maxMetricsSessions {
 		return bad("metrics-sessions", "%d is not between 0 (totals only) and %d", o.MetricsSessions, maxMetricsSessions)
 	}
+	// Limits (H13).
+	if o.MaxPendingPerSession < 0 {
+		return bad("max-pending-per-session", "%d is negative (0 means unlimited)", o.MaxPendingPerSession)
+	}
+	if o.MaxSessionsPerApp < 0 {
+		return bad("max-sessions-per-app", "%d is negative (0 means unlimited)", o.MaxSessionsPerApp)
+	}
 	if o.Pprof && o.MetricsAddr == "" {
 		return bad("pprof", "needs the metrics listener: set --metrics-addr")
 	}
@@ -292,6 +299,9 @@ func serverConfig(o *options, logger *slog.Logger) server.Config {
 		// Observability (H11).
 		Pprof:           o.Pprof,
 		MetricsSessions: metricsSessions(o.MetricsSessions),
+		// Limits (H13).
+		MaxPendingPerSession: o.MaxPendingPerSession,
+		MaxSessionsPerApp:    o.MaxSessionsPerApp,
 	}
 }
 
