@@ -57,6 +57,12 @@ type Config struct {
 	// resends). MaxSessionsPerApp bounds an app's open sessions.
 	MaxPendingPerSession int
 	MaxSessionsPerApp    int
+	// RateLimitPerKey bounds the calls per second of each API key on this
+	// node (unary calls and stream opens; 0: unlimited; needs Auth), with
+	// bursts of RateLimitBurst (0: one second's worth). Beyond it a call
+	// gets ResourceExhausted.
+	RateLimitPerKey float64
+	RateLimitBurst  int
 
 	// Central cache (the Cache service): the largest payload of one level
 	// (default 256 MiB), the longest TTL (default 7 days), the TTL of an

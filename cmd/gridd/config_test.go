@@ -222,6 +222,9 @@ func TestErrors(t *testing.T) {
 		// Limits (H13).
 		{name: "negative pending cap", args: []string{"--max-pending-per-session", "-1"}, is: errInvalid, says: []string{"--max-pending-per-session", "0 means unlimited"}},
 		{name: "negative sessions cap", yaml: "max-sessions-per-app: -3\n", is: errInvalid, says: []string{`"max-sessions-per-app"`, "0 means unlimited"}},
+		{name: "negative rate", args: []string{"--rate-limit-per-key", "-2"}, is: errInvalid, says: []string{"--rate-limit-per-key", "0 (unlimited)"}},
+		{name: "rate without keys", env: map[string]string{"GRIDD_RATE_LIMIT_PER_KEY": "10"}, is: errInvalid, says: []string{"GRIDD_RATE_LIMIT_PER_KEY", "--api-keys-file"}},
+		{name: "negative burst", args: []string{"--rate-limit-burst", "-1"}, is: errInvalid, says: []string{"--rate-limit-burst"}},
 		{name: "missing file", args: []string{"--config", "/nonexistent/gridd.yaml"}, is: os.ErrNotExist, says: []string{"/nonexistent/gridd.yaml"}},
 	}
 	for _, tc := range cases {

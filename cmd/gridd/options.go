@@ -86,6 +86,8 @@ type options struct {
 	// Limits (H13).
 	MaxPendingPerSession int
 	MaxSessionsPerApp    int
+	RateLimitPerKey      float64
+	RateLimitBurst       int
 }
 
 // registerFlags defines every setting on fs. defaultID is the hostname:
@@ -145,6 +147,8 @@ func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
 	fs.IntVar(&o.MaxPendingPerSession, "max-pending-per-session", defaultMaxPendingPerSession,
 		"most tasks without an outcome per session; a batch over it is refused with ResourceExhausted and the SDK resends it later (0: unlimited)")
 	fs.IntVar(&o.MaxSessionsPerApp, "max-sessions-per-app", 0, "most open sessions per app; CreateSession beyond it gets ResourceExhausted (0: unlimited)")
+	fs.Float64Var(&o.RateLimitPerKey, "rate-limit-per-key", 0, "calls per second (unary calls and stream opens) each API key may make on this node; beyond it ResourceExhausted (0: unlimited; needs --api-keys-file)")
+	fs.IntVar(&o.RateLimitBurst, "rate-limit-burst", 0, "calls a key may make at once above --rate-limit-per-key (0: one second's worth)")
 	fs.StringVar(&o.TLSClientAuth, "tls-client-auth", "", "client certificates on the API listeners: none (the default), request (verified if sent) or require (mTLS); Raft always requires one")
 }
 

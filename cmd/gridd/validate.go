@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -94,6 +95,15 @@ func validate(o *options, origins map[string]origin) error {
 	}
 	if o.MaxSessionsPerApp < 0 {
 		return bad("max-sessions-per-app", "%d is negative (0 means unlimited)", o.MaxSessionsPerApp)
+	}
+	if o.RateLimitPerKey < 0 || math.IsNaN(o.RateLimitPerKey) || math.IsInf(o.RateLimitPerKey, 0) {
+		return bad("rate-limit-per-key", "%g is not a rate of 0 (unlimited) or more calls per second", o.RateLimitPerKey)
+	}
+	if o.RateLimitBurst < 0 {
+		return bad("rate-limit-burst", "%d is negative (0 means one second's worth)", o.RateLimitBurst)
+	}
+	if o.RateLimitPerKey > 0 && o.APIKeysFile == "" {
+		return bad("rate-limit-per-key", "counts calls per API key: set --api-keys-file too")
 	}
 	if o.Pprof && o.MetricsAddr == "" {
 		return bad("pprof", "needs the metrics listener: set --metrics-addr")
@@ -302,6 +312,8 @@ func serverConfig(o *options, logger *slog.Logger) server.Config {
 		// Limits (H13).
 		MaxPendingPerSession: o.MaxPendingPerSession,
 		MaxSessionsPerApp:    o.MaxSessionsPerApp,
+		RateLimitPerKey:      o.RateLimitPerKey,
+		RateLimitBurst:       o.RateLimitBurst,
 	}
 }
 
