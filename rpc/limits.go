@@ -34,9 +34,8 @@ func (s *Server) admitBatch(sid string, b *griddpb.Batch) (release func(), err e
 	for i, m := range b.Messages {
 		ids[i] = m.Id
 	}
-	a := s.admit
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	// Counted outside the lock, which all sessions share: a task committed
+	// meanwhile is counted twice, which errs on the safe side.
 	fresh := s.fsm.UnknownTasks(sid, ids)
 	if fresh == 0 {
 		return func() {}, nil // a resend: it adds nothing
@@ -47,6 +46,9 @@ func (s *Server) admitBatch(sid string, b *griddpb.Batch) (release func(), err e
 			"batch %d adds %d tasks to session %s, more than the limit of %d pending tasks per session: submit smaller batches (client.WithMaxBatch) or raise --max-pending-per-session",
 			b.Seq, fresh, sid, limit)
 	}
+	a := s.admit
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	info, _ := s.fsm.Session(sid)
 	pending := int(info.Pending) + a.tasks[sid]
 	if pending+fresh > limit {
