@@ -322,3 +322,17 @@ func (f *FSM) Sessions() []SessionInfo {
 	}
 	return out
 }
+
+// OpenSessions counts the sessions of app that are not closed, for the
+// leader's sessions-per-app limit.
+func (f *FSM) OpenSessions(app string) int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n := 0
+	for _, s := range f.st.sessions {
+		if s.app == app && !s.closed {
+			n++
+		}
+	}
+	return n
+}

@@ -212,6 +212,25 @@ func (f *FSM) TaskPending(session, id string) bool {
 	return ok && t.state == fsmpb.TaskState_TASK_STATE_PENDING
 }
 
+// UnknownTasks counts the ids the session does not know: the tasks a batch
+// of them would add. The leader checks the pending limit with it before
+// proposing, so that a resent batch (all duplicates) is never refused.
+func (f *FSM) UnknownTasks(session string, ids []string) int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, ok := f.st.sessions[session]
+	if !ok {
+		return len(ids)
+	}
+	n := 0
+	for _, id := range ids {
+		if _, ok := s.tasks[id]; !ok {
+			n++
+		}
+	}
+	return n
+}
+
 // cancelTasks cancels pending tasks: their payload is dropped, they are
 // never dispatched again and a late outcome is ignored. The id stays known,
 // so resubmitting it is a duplicate. Unknown ids and tasks that already have

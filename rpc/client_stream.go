@@ -279,6 +279,15 @@ func (s *Server) submit(ctx context.Context, sid string, b *griddpb.Batch) *grid
 		ack.Code, ack.Message = int32(st.Code()), st.Message()
 		return ack
 	}
+	release, err := s.admitBatch(sid, b)
+	if err != nil {
+		// Over the limit: nothing is proposed. ResourceExhausted tells the
+		// SDK to send the same batch again later.
+		st := status.Convert(err)
+		ack.Code, ack.Message = int32(st.Code()), st.Message()
+		return ack
+	}
+	defer release()
 	tasks := make([]*fsmpb.Task, len(b.Messages))
 	for i, m := range b.Messages {
 		prio := m.Priority

@@ -51,6 +51,7 @@ type Server struct {
 	limits Limits
 	cache  *cacheServer
 	log    *slog.Logger
+	admit  *admission
 
 	idMu    sync.Mutex
 	entropy *ulid.MonotonicEntropy
@@ -68,6 +69,7 @@ func New(node *cluster.Node, disp *dispatch.Dispatcher, opts Options) *Server {
 		fwd:     newForwarder(node, opts.NodeID),
 		limits:  opts.Limits.withDefaults(),
 		log:     opts.Logger.With("component", "rpc"),
+		admit:   newAdmission(),
 		entropy: ulid.Monotonic(rand.Reader, 0),
 	}
 	if opts.PeerCredentials != nil {
@@ -153,6 +155,11 @@ func (s *Server) CreateSession(ctx context.Context, req *griddpb.CreateSessionRe
 	if err := s.checkApp(ctx, req.SessionId); err != nil {
 		return nil, err
 	}
+	release, err := s.admitSession(req)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	id := req.SessionId
 	if id == "" {
 		id = s.newID()

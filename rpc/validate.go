@@ -12,6 +12,10 @@ import (
 type Limits struct {
 	MaxPayloadBytes int // per task payload or result
 	MaxBatchTasks   int // per batch
+	// Limits (H13), checked on the leader before proposing; zero means
+	// unlimited.
+	MaxPendingPerSession int // tasks without an outcome, per session
+	MaxSessionsPerApp    int // open sessions, per app
 }
 
 // Default limits.

@@ -13,6 +13,7 @@ import (
 	"github.com/gridd/gridd/rpc/griddpb"
 	"github.com/gridd/gridd/sdk/client"
 	"github.com/gridd/gridd/sdk/worker"
+	"github.com/gridd/gridd/server"
 )
 
 // These benchmarks run a real 3-node cluster in this process (Raft over
@@ -26,9 +27,13 @@ var quiet = slog.New(slog.DiscardHandler)
 
 func noop(context.Context, worker.Task) ([]byte, error) { return nil, nil }
 
-func benchCluster(b *testing.B, workers int) (*client.Session, func()) {
+func benchCluster(b *testing.B, workers int, configure ...func(int, *server.Config)) (*client.Session, func()) {
 	b.Helper()
-	c := testcluster.Start(b, 3, testcluster.Options{})
+	var opts testcluster.Options
+	if len(configure) > 0 {
+		opts.Configure = configure[0]
+	}
+	c := testcluster.Start(b, 3, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i := 0; i < workers; i++ {
@@ -56,8 +61,17 @@ func benchCluster(b *testing.B, workers int) (*client.Session, func()) {
 
 // BenchmarkBatched: 100-task batches of 100-byte payloads from 4
 // submitters, results streamed back; one op is one task end to end.
-func BenchmarkBatched(b *testing.B) {
-	sess, stop := benchCluster(b, 4)
+func BenchmarkBatched(b *testing.B) { benchBatched(b) }
+
+// BenchmarkBatchedPendingCap is BenchmarkBatched with gridd's default
+// --max-pending-per-session (1,000,000, never reached here): the cost of
+// the leader's check on every batch.
+func BenchmarkBatchedPendingCap(b *testing.B) {
+	benchBatched(b, func(_ int, cfg *server.Config) { cfg.MaxPendingPerSession = 1_000_000 })
+}
+
+func benchBatched(b *testing.B, configure ...func(int, *server.Config)) {
+	sess, stop := benchCluster(b, 4, configure...)
 	defer stop()
 	ctx := context.Background()
 	payload := make([]byte, 100)

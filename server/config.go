@@ -51,6 +51,18 @@ type Config struct {
 	// Limits on client input.
 	MaxPayloadBytes int // per task payload; default 4 MiB
 	MaxBatchTasks   int // per batch; default 10,000
+	// Limits (H13), enforced by the leader; zero means unlimited.
+	// MaxPendingPerSession bounds a session's tasks without an outcome: a
+	// batch over it is refused with ResourceExhausted (the SDK waits and
+	// resends). MaxSessionsPerApp bounds an app's open sessions.
+	MaxPendingPerSession int
+	MaxSessionsPerApp    int
+	// RateLimitPerKey bounds the calls per second of each API key on this
+	// node (unary calls and stream opens; 0: unlimited; needs Auth), with
+	// bursts of RateLimitBurst (0: one second's worth). Beyond it a call
+	// gets ResourceExhausted.
+	RateLimitPerKey float64
+	RateLimitBurst  int
 
 	// Central cache (the Cache service): the largest payload of one level
 	// (default 256 MiB), the longest TTL (default 7 days), the TTL of an

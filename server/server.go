@@ -50,6 +50,7 @@ type Server struct {
 	metrics    *http.Server
 	metricsLis net.Listener
 	mx         *nodeMetrics
+	limiter    *keyLimiter // nil: no rate limit per API key
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 
@@ -99,16 +100,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Preemption: cfg.Preemption, PlanInterval: cfg.SchedulerInterval, ClientExitGrace: cfg.ClientExitGrace,
 		CloseSession: func(ctx context.Context, id string) error { return closeSession(ctx, node, id) }})
 	rs := rpc.New(node, disp, rpc.Options{NodeID: cfg.ID, Logger: cfg.Logger, PeerCredentials: cfg.peerCredentials(),
-		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks},
+		Limits: rpc.Limits{MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchTasks: cfg.MaxBatchTasks,
+			MaxPendingPerSession: cfg.MaxPendingPerSession, MaxSessionsPerApp: cfg.MaxSessionsPerApp},
 		Cache: rpc.CacheLimits{MaxBytes: cfg.MaxSharedDataBytes, MaxTTL: cfg.MaxSharedDataTTL,
 			DefaultTTL: cfg.DefaultSharedDataTTL, KeepLevels: cfg.SharedDataKeepLevels}})
+	limiter := newRateLimiter(cfg) // shared by both listeners
 	g := grpc.NewServer(append(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize), cfg.serverCredentials(),
 		// Dead clients and workers are noticed within seconds, so their
 		// tasks are redispatched and their streams released.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
-	}, append(interceptors(mx, cfg.Logger.With("component", "grpc", "node", cfg.ID)), authOptions(cfg)...)...), cfg.GRPCServerOptions...)...)
+	}, append(interceptors(mx, cfg.Logger.With("component", "grpc", "node", cfg.ID)), append(authOptions(cfg), rateLimitOptions(limiter)...)...)...), cfg.GRPCServerOptions...)...)
 	rs.Register(g)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
@@ -116,7 +119,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: log, node: node, disp: disp, rpc: rs, grpc: g, health: hs,
-		lis: lis, cancel: cancel, done: make(chan struct{}), mx: mx}
+		lis: lis, cancel: cancel, done: make(chan struct{}), mx: mx, limiter: limiter}
 	s.registerState()
 	if cfg.CacheAddr != "" {
 		if err := s.startCache(); err != nil {
@@ -206,7 +209,7 @@ func (s *Server) startCache() error {
 		grpc.MaxRecvMsgSize(rpc.MaxMsgSize), grpc.MaxSendMsgSize(rpc.MaxMsgSize), s.cfg.serverCredentials(),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
-	}, append(interceptors(s.mx, s.cfg.Logger.With("component", "grpc", "node", s.cfg.ID, "listener", "cache")), authOptions(s.cfg)...)...), s.cfg.GRPCServerOptions...)...)
+	}, append(interceptors(s.mx, s.cfg.Logger.With("component", "grpc", "node", s.cfg.ID, "listener", "cache")), append(authOptions(s.cfg), rateLimitOptions(s.limiter)...)...)...), s.cfg.GRPCServerOptions...)...)
 	s.rpc.RegisterCache(g)
 	s.cacheGRPC, s.cacheLis = g, lis
 	s.wg.Add(1)

@@ -68,6 +68,8 @@ func TestDefaults(t *testing.T) {
 		SharedDataKeepLevels: 2,
 		// Observability (H11).
 		MetricsSessions: 100,
+		// Limits (H13).
+		MaxPendingPerSession: 1_000_000,
 	}
 	if !reflect.DeepEqual(*o, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", *o, want)
@@ -132,6 +134,14 @@ func TestPrecedence(t *testing.T) {
 			yaml:  "metrics-addr: 127.0.0.1:9999\n",
 			check: func(o *options) bool { return o.MetricsAddr == "" },
 			from:  map[string]string{"metrics-addr": "env"},
+		},
+		// Limits (H13).
+		{
+			name:  "limits from env and file",
+			env:   map[string]string{"GRIDD_MAX_PENDING_PER_SESSION": "0"},
+			yaml:  "max-sessions-per-app: 12\n",
+			check: func(o *options) bool { return o.MaxPendingPerSession == 0 && o.MaxSessionsPerApp == 12 },
+			from:  map[string]string{"max-pending-per-session": "env", "max-sessions-per-app": "file"},
 		},
 		{
 			name:  "empty list in file clears join",
@@ -209,6 +219,12 @@ func TestErrors(t *testing.T) {
 		{name: "heartbeat over default election", env: map[string]string{"GRIDD_HEARTBEAT_TIMEOUT": "2s"}, is: errInvalid, says: []string{"GRIDD_HEARTBEAT_TIMEOUT", "election-timeout 1s"}},
 		{name: "lease over default heartbeat", args: []string{"--leader-lease-timeout", "1500ms"}, is: errInvalid, says: []string{"--leader-lease-timeout", "heartbeat-timeout 1s"}},
 		{name: "negative threshold", env: map[string]string{"GRIDD_SNAPSHOT_THRESHOLD": "-1"}, is: errBadValue, says: []string{"GRIDD_SNAPSHOT_THRESHOLD", "0 or more"}},
+		// Limits (H13).
+		{name: "negative pending cap", args: []string{"--max-pending-per-session", "-1"}, is: errInvalid, says: []string{"--max-pending-per-session", "0 means unlimited"}},
+		{name: "negative sessions cap", yaml: "max-sessions-per-app: -3\n", is: errInvalid, says: []string{`"max-sessions-per-app"`, "0 means unlimited"}},
+		{name: "negative rate", args: []string{"--rate-limit-per-key", "-2"}, is: errInvalid, says: []string{"--rate-limit-per-key", "0 (unlimited)"}},
+		{name: "rate without keys", env: map[string]string{"GRIDD_RATE_LIMIT_PER_KEY": "10"}, is: errInvalid, says: []string{"GRIDD_RATE_LIMIT_PER_KEY", "--api-keys-file"}},
+		{name: "negative burst", args: []string{"--rate-limit-burst", "-1"}, is: errInvalid, says: []string{"--rate-limit-burst"}},
 		{name: "missing file", args: []string{"--config", "/nonexistent/gridd.yaml"}, is: os.ErrNotExist, says: []string{"/nonexistent/gridd.yaml"}},
 	}
 	for _, tc := range cases {

@@ -28,8 +28,10 @@ const (
 	defaultLogFormat       = "text"
 	defaultPreemption      = "drain"
 	defaultSchedInterval   = time.Second
-	envPrefix              = "GRIDD_"
-	configFlag             = "config"
+	// Limits (H13).
+	defaultMaxPendingPerSession = 1_000_000
+	envPrefix                   = "GRIDD_"
+	configFlag                  = "config"
 )
 
 // options are gridd's settings as the user gave them, before they become a
@@ -81,6 +83,11 @@ type options struct {
 	TLSKey        string
 	TLSCA         string
 	TLSClientAuth string
+	// Limits (H13).
+	MaxPendingPerSession int
+	MaxSessionsPerApp    int
+	RateLimitPerKey      float64
+	RateLimitBurst       int
 }
 
 // registerFlags defines every setting on fs. defaultID is the hostname:
@@ -136,6 +143,12 @@ func registerFlags(fs *pflag.FlagSet, o *options, defaultID string) {
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate of this node; with --tls-key turns on TLS for gRPC, Raft and node-to-node calls (reloaded on SIGHUP and when the files change)")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&o.TLSCA, "tls-ca", "", "PEM CA bundle that peers' and clients' certificates are verified against (needed for a cluster of more than one node and for client auth)")
+	// Limits (H13): enforced by the leader before it proposes.
+	fs.IntVar(&o.MaxPendingPerSession, "max-pending-per-session", defaultMaxPendingPerSession,
+		"most tasks without an outcome per session; a batch over it is refused with ResourceExhausted and the SDK resends it later (0: unlimited)")
+	fs.IntVar(&o.MaxSessionsPerApp, "max-sessions-per-app", 0, "most open sessions per app; CreateSession beyond it gets ResourceExhausted (0: unlimited)")
+	fs.Float64Var(&o.RateLimitPerKey, "rate-limit-per-key", 0, "calls per second (unary calls and stream opens) each API key may make on this node; beyond it ResourceExhausted (0: unlimited; needs --api-keys-file)")
+	fs.IntVar(&o.RateLimitBurst, "rate-limit-burst", 0, "calls a key may make at once above --rate-limit-per-key (0: one second's worth)")
 	fs.StringVar(&o.TLSClientAuth, "tls-client-auth", "", "client certificates on the API listeners: none (the default), request (verified if sent) or require (mTLS); Raft always requires one")
 }
 

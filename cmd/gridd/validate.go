@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -87,6 +88,22 @@ func validate(o *options, origins map[string]origin) error {
 	// Observability (H11).
 	if o.MetricsSessions < 0 || o.MetricsSessions > maxMetricsSessions {
 		return bad("metrics-sessions", "%d is not between 0 (totals only) and %d", o.MetricsSessions, maxMetricsSessions)
+	}
+	// Limits (H13).
+	if o.MaxPendingPerSession < 0 {
+		return bad("max-pending-per-session", "%d is negative (0 means unlimited)", o.MaxPendingPerSession)
+	}
+	if o.MaxSessionsPerApp < 0 {
+		return bad("max-sessions-per-app", "%d is negative (0 means unlimited)", o.MaxSessionsPerApp)
+	}
+	if o.RateLimitPerKey < 0 || math.IsNaN(o.RateLimitPerKey) || math.IsInf(o.RateLimitPerKey, 0) {
+		return bad("rate-limit-per-key", "%g is not a rate of 0 (unlimited) or more calls per second", o.RateLimitPerKey)
+	}
+	if o.RateLimitBurst < 0 {
+		return bad("rate-limit-burst", "%d is negative (0 means one second's worth)", o.RateLimitBurst)
+	}
+	if o.RateLimitPerKey > 0 && o.APIKeysFile == "" {
+		return bad("rate-limit-per-key", "counts calls per API key: set --api-keys-file too")
 	}
 	if o.Pprof && o.MetricsAddr == "" {
 		return bad("pprof", "needs the metrics listener: set --metrics-addr")
@@ -292,6 +309,11 @@ func serverConfig(o *options, logger *slog.Logger) server.Config {
 		// Observability (H11).
 		Pprof:           o.Pprof,
 		MetricsSessions: metricsSessions(o.MetricsSessions),
+		// Limits (H13).
+		MaxPendingPerSession: o.MaxPendingPerSession,
+		MaxSessionsPerApp:    o.MaxSessionsPerApp,
+		RateLimitPerKey:      o.RateLimitPerKey,
+		RateLimitBurst:       o.RateLimitBurst,
 	}
 }
 

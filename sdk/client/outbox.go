@@ -2,8 +2,10 @@ package client
 
 import (
 	"cmp"
+	"math/rand/v2"
 	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,6 +25,9 @@ type outbox struct {
 	pending map[uint64]*pendingBatch
 	unsent  []*pendingBatch
 	err     error // once set, the outbox takes no more batches
+	// waits are the resends of batches refused for a full session,
+	// stopped by fail.
+	waits map[uint64]*time.Timer
 }
 
 type pendingBatch struct {
@@ -37,6 +42,9 @@ type pendingBatch struct {
 	// counted are the ids this batch added to the in-flight count (see
 	// flow): released if the batch is rejected or abandoned.
 	counted []string
+	// full counts the times the server answered ResourceExhausted (the
+	// session's pending limit), for the backoff of the next resend.
+	full int
 }
 
 type submitOutcome struct {
@@ -45,7 +53,8 @@ type submitOutcome struct {
 }
 
 func newOutbox() *outbox {
-	return &outbox{kick: make(chan struct{}, 1), pending: make(map[uint64]*pendingBatch)}
+	return &outbox{kick: make(chan struct{}, 1), pending: make(map[uint64]*pendingBatch),
+		waits: make(map[uint64]*time.Timer)}
 }
 
 // add numbers the batch, keeps it and queues it for sending.
@@ -92,7 +101,10 @@ func (o *outbox) resendAll() int {
 	defer o.mu.Unlock()
 	o.unsent = o.unsent[:0]
 	resent := 0
-	for _, p := range o.pending {
+	for seq, p := range o.pending {
+		if _, waiting := o.waits[seq]; waiting {
+			continue // its timer queues it
+		}
 		o.unsent = append(o.unsent, p)
 		if p.sends > 0 {
 			resent++
@@ -111,6 +123,9 @@ func (o *outbox) complete(a *griddpb.SubmitAck) bool { return o.completeBatch(a,
 
 // completeBatch is complete returning the settled batch, or nil.
 func (o *outbox) completeBatch(a *griddpb.SubmitAck, record func(*pendingBatch)) *pendingBatch {
+	if codes.Code(a.GetCode()) == codes.ResourceExhausted && o.resendLater(a.GetSeq()) {
+		return nil
+	}
 	o.mu.Lock()
 	p, ok := o.pending[a.GetSeq()]
 	delete(o.pending, a.GetSeq())
@@ -131,6 +146,47 @@ func (o *outbox) completeBatch(a *griddpb.SubmitAck, record func(*pendingBatch))
 	}
 	p.settle(out)
 	return p
+}
+
+// Backoff of a batch refused because its session has too many pending
+// tasks: doubling from fullBackoffMin, capped at fullBackoffMax, so that a
+// client waits about as long as workers take to free room.
+const (
+	fullBackoffMin = 20 * time.Millisecond
+	fullBackoffMax = 2 * time.Second
+)
+
+// resendLater keeps the batch seq, refused because its session is full,
+// and queues it again after a backoff: the server wrote nothing, and the
+// same task ids keep the resend exactly-once. It reports false when the
+// batch is no longer waiting (the ack of an older send).
+func (o *outbox) resendLater(seq uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p, ok := o.pending[seq]
+	if !ok {
+		return false
+	}
+	if _, waiting := o.waits[seq]; waiting {
+		return true
+	}
+	// The refused send wrote nothing: it must not count as a first send
+	// whose duplicates are this batch's own (see Session.record).
+	p.sends--
+	p.full++
+	d := fullBackoffMin << min(p.full-1, 10)
+	d = min(d, fullBackoffMax)
+	d = d/2 + rand.N(d/2+1) // jitter: sessions refused together spread out
+	o.waits[seq] = time.AfterFunc(d, func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		delete(o.waits, seq)
+		if o.err == nil && o.pending[seq] == p {
+			o.unsent = append(o.unsent, p)
+			kick(o.kick)
+		}
+	})
+	return true
 }
 
 func (p *pendingBatch) settle(out submitOutcome) {
@@ -154,6 +210,10 @@ func (o *outbox) fail(err error) {
 	o.mu.Lock()
 	if o.err == nil {
 		o.err = err
+	}
+	for seq, t := range o.waits {
+		t.Stop()
+		delete(o.waits, seq)
 	}
 	failed := make([]*pendingBatch, 0, len(o.pending))
 	for seq, p := range o.pending {

@@ -189,7 +189,10 @@ func (s *Session) Stats() Stats {
 // If the stream breaks, unacknowledged batches are sent again on the next
 // one with the same task ids, which the server deduplicates. A batch the
 // server rejects changed nothing; Submit returns the server's code and
-// message (status.Code(err)) and does not resend it. When ctx ends first,
+// message (status.Code(err)) and does not resend it, except when it answers
+// ResourceExhausted (the session has --max-pending-per-session tasks
+// pending): Submit then waits, sending the same batch again with backoff
+// until workers free room. When ctx ends first,
 // the outcome is unknown: resubmitting the same task ids is safe.
 func (s *Session) Submit(ctx context.Context, tasks []Task) (SubmitResult, error) {
 	var res SubmitResult

@@ -303,3 +303,52 @@ func TestSplitTasks(t *testing.T) {
 		}
 	}
 }
+
+// A batch refused with ResourceExhausted (session full) stays pending and
+// comes back to be sent after its backoff, not before; a reconnect does
+// not send it early; fail stops the wait.
+func TestOutboxWaitsWhenSessionFull(t *testing.T) {
+	o := newOutbox()
+	p, _ := o.add(batchOfIDs("a"))
+	recvKick(t, o.kick, "add")
+	o.takeUnsent()
+	full := &griddpb.SubmitAck{Seq: p.seq, Code: int32(codes.ResourceExhausted), Message: "session s has 5 pending tasks"}
+	if o.complete(full) {
+		t.Fatal("a full session's refusal settled the batch")
+	}
+	if p.sends != 0 || p.full != 1 || o.len() != 1 {
+		t.Fatalf("after the refusal: sends %d, full %d, pending %d", p.sends, p.full, o.len())
+	}
+	select {
+	case out := <-p.done:
+		t.Fatalf("batch settled: %+v", out)
+	default:
+	}
+	if n := o.resendAll(); n != 0 || len(o.takeUnsent()) != 0 {
+		t.Fatal("a reconnect sent the waiting batch before its backoff")
+	}
+	recvKick(t, o.kick, "backoff over")
+	if got := o.takeUnsent(); len(got) != 1 || got[0] != p {
+		t.Fatalf("after the backoff: %d batches to send", len(got))
+	}
+	if !o.complete(&griddpb.SubmitAck{Seq: p.seq, Accepted: 1}) {
+		t.Fatal("the resend's ack was ignored")
+	}
+	if out := <-p.done; out.err != nil || out.ack.GetAccepted() != 1 {
+		t.Fatalf("outcome %+v", out)
+	}
+	// Refused again, then the session detaches during the wait.
+	q, _ := o.add(batchOfIDs("b"))
+	o.takeUnsent()
+	o.complete(&griddpb.SubmitAck{Seq: q.seq, Code: int32(codes.ResourceExhausted)})
+	o.fail(ErrDetached)
+	if out := <-q.done; out.err != ErrDetached {
+		t.Fatalf("waiting batch after fail: %v", out.err)
+	}
+	o.mu.Lock()
+	waits := len(o.waits)
+	o.mu.Unlock()
+	if waits != 0 {
+		t.Fatalf("%d backoff timers left after fail", waits)
+	}
+}
