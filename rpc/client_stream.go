@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/gridd/gridd/dispatch"
 	"github.com/gridd/gridd/fsm/fsmpb"
@@ -137,6 +138,7 @@ func (s *Server) ClientStream(stream griddpb.Queue_ClientStreamServer) error {
 	p := newPump(cctx)
 	defer p.cancel()
 	early := newEarlyResults()
+	defer s.flushHeldAcks(sid, early)
 	go s.receiveClient(stream, sid, p, early)
 	var cursor uint64
 	send := func(msgs []*griddpb.Message) error {
@@ -160,6 +162,40 @@ func (s *Server) ClientStream(stream griddpb.Queue_ClientStreamServer) error {
 				return err
 			}
 		}
+	}
+}
+
+// flushHeldAcks proposes, as the stream ends, the acknowledgements it held
+// back for early results whose commit it had not seen yet but which are
+// committed by now. Without it, a client that acknowledges and detaches at
+// once (Session.Detach flushes its acks, then ends the stream) would find
+// those results again on its next stream, which remembers nothing of the
+// first one. Results still not committed keep their held ack dropped: an
+// ack ahead of its result would be ignored, and the result comes again.
+func (s *Server) flushHeldAcks(sid string, early *earlyResults) {
+	ids := early.heldAcked()
+	if len(ids) == 0 {
+		return
+	}
+	st, ok := s.fsm.TaskStatuses(sid, ids)
+	if !ok {
+		return
+	}
+	var done []string
+	for _, t := range st {
+		if t.State == fsmpb.TaskState_TASK_STATE_COMPLETED {
+			done = append(done, t.ID)
+		}
+	}
+	if len(done) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.propose(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_AckResults{AckResults: &fsmpb.Ack{
+		SessionId: sid, TaskIds: done}}}); err != nil {
+		s.log.Debug("acknowledgements held for early results not recorded as the stream ended", "session", sid,
+			"results", len(done), "err", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"sort"
 	"sync"
 
 	"github.com/gridd/gridd/rpc/griddpb"
@@ -54,6 +55,20 @@ func (e *earlyResults) holdAcks(ids []string) []string {
 		}
 		out = append(out, id)
 	}
+	return out
+}
+
+// heldAcked returns the ids whose acknowledgement is held back.
+func (e *earlyResults) heldAcked() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for id, acked := range e.ids {
+		if acked {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 

@@ -47,3 +47,23 @@ func TestEarlyResults(t *testing.T) {
 		t.Fatalf("acks after commit: %v", got)
 	}
 }
+
+// The acks a stream holds back are listed for the flush at its end: only
+// those the client sent, never those of results it was not yet sent.
+func TestHeldAckedListsHeldAcks(t *testing.T) {
+	e := newEarlyResults()
+	e.add([]*griddpb.Message{{Id: "b"}, {Id: "a"}, {Id: "c"}})
+	if got := e.heldAcked(); len(got) != 0 {
+		t.Fatalf("held before any ack: %v", got)
+	}
+	if now := e.holdAcks([]string{"c", "a", "x"}); len(now) != 1 || now[0] != "x" {
+		t.Fatalf("acks to send now: %v, want [x]", now)
+	}
+	if got := e.heldAcked(); len(got) != 2 || got[0] != "a" || got[1] != "c" {
+		t.Fatalf("held acks %v, want [a c]", got)
+	}
+	e.committed("a") // seen committed: its ack went out with the commit
+	if got := e.heldAcked(); len(got) != 1 || got[0] != "c" {
+		t.Fatalf("held acks after a's commit %v, want [c]", got)
+	}
+}
