@@ -62,6 +62,8 @@ fuzz:
 	$(GO) test ./fsm -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $(FUZZTIME)
 	$(GO) test ./fsm -run '^$$' -fuzz FuzzRestore -fuzztime $(FUZZTIME)
 	$(GO) test ./rpc -run '^$$' -fuzz FuzzValidateBatch -fuzztime $(FUZZTIME)
+	$(GO) test ./rpc -run '^$$' -fuzz FuzzRequestValidators -fuzztime $(FUZZTIME)
+	$(GO) test ./rpc -run '^$$' -fuzz FuzzSharedUpload -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/gridd -run '^$$' -fuzz FuzzConfig -fuzztime $(FUZZTIME)
 
 bench:
