@@ -5,8 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,28 +40,7 @@ func TestMembershipChangesUnderLoad(t *testing.T) {
 	}
 	col := collect(t, sess, func(id string, p []byte) bool { return string(p) == "done:"+id })
 
-	var acked sync.Map
-	var submitErr atomic.Value
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for start := 0; start < total; start += batch {
-			tasks := make([]client.Task, batch)
-			for i := range tasks {
-				id := taskID(start + i)
-				tasks[i] = client.Task{ID: id, Payload: []byte(id)}
-			}
-			if _, err := sess.Submit(ctx, tasks); err != nil {
-				submitErr.Store(err)
-				return
-			}
-			for _, tk := range tasks {
-				acked.Store(tk.ID, true)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	load := startLoad(ctx, sess, total, batch)
 
 	// Add n4 at a third of the results.
 	c.WaitFor("a third of the results", 2*time.Minute, func() bool { return col.received.Load() >= int64(total/3) })
@@ -97,12 +74,9 @@ func TestMembershipChangesUnderLoad(t *testing.T) {
 	c.Stop(old)
 	t.Logf("removed and stopped leader n%d after %d results", old+1, col.received.Load())
 
-	wg.Wait()
-	if err := submitErr.Load(); err != nil {
-		t.Fatalf("submit failed: %v", err)
-	}
+	load.wait(t)
 	c.WaitFor("every result", 2*time.Minute, func() bool { return col.received.Load() >= int64(total) })
-	checkExactlyOnce(t, col, &acked, total)
+	checkExactlyOnce(t, col, &load.acked, total)
 	c.WaitFor("n4 to hold the whole session", 30*time.Second, func() bool {
 		info, ok := n4.Node().FSM().Session(sess.ID())
 		return ok && info.Submitted == uint64(total)

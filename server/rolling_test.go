@@ -12,6 +12,47 @@ import (
 	"github.com/gridd/gridd/sdk/client"
 )
 
+// submitLoad submits tasks in the background, spread over time, and
+// records those acknowledged, for the zero-loss tests under load.
+type submitLoad struct {
+	acked sync.Map
+	err   atomic.Value
+	wg    sync.WaitGroup
+}
+
+// startLoad submits total tasks (ids taskID(0..total-1), payload = id) in
+// batches of batch, pausing 5 ms between batches.
+func startLoad(ctx context.Context, sess *client.Session, total, batch int) *submitLoad {
+	l := &submitLoad{}
+	l.wg.Go(func() {
+		for start := 0; start < total; start += batch {
+			tasks := make([]client.Task, batch)
+			for i := range tasks {
+				id := taskID(start + i)
+				tasks[i] = client.Task{ID: id, Payload: []byte(id)}
+			}
+			if _, err := sess.Submit(ctx, tasks); err != nil {
+				l.err.Store(err)
+				return
+			}
+			for _, tk := range tasks {
+				l.acked.Store(tk.ID, true)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	return l
+}
+
+// wait waits for the submitter and fails the test if a submit failed.
+func (l *submitLoad) wait(t *testing.T) {
+	t.Helper()
+	l.wg.Wait()
+	if err := l.err.Load(); err != nil {
+		t.Fatalf("submit failed: %v", err)
+	}
+}
+
 // TestGracefulLeaderStopHandsOver: closing the leader gracefully transfers
 // leadership before Close returns, so a remaining node leads at once, with
 // no election timeout in between.
@@ -55,29 +96,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	}
 	col := collect(t, sess, func(id string, p []byte) bool { return string(p) == "done:"+id })
 
-	var acked sync.Map
-	var submitErr atomic.Value
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for start := 0; start < total; start += batch {
-			tasks := make([]client.Task, batch)
-			for i := range tasks {
-				id := taskID(start + i)
-				tasks[i] = client.Task{ID: id, Payload: []byte(id)}
-			}
-			if _, err := sess.Submit(ctx, tasks); err != nil {
-				submitErr.Store(err)
-				return
-			}
-			for _, tk := range tasks {
-				acked.Store(tk.ID, true)
-			}
-			// Spread the load over the whole rolling restart.
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	load := startLoad(ctx, sess, total, batch)
 
 	leaderStops := 0
 	for i := range c.Nodes {
@@ -109,12 +128,9 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 		t.Log("no stop hit the leader (it moved meanwhile); the hand-over is covered by TestGracefulLeaderStopHandsOver")
 	}
 
-	wg.Wait()
-	if err := submitErr.Load(); err != nil {
-		t.Fatalf("submit failed: %v", err)
-	}
+	load.wait(t)
 	c.WaitFor("every result", 2*time.Minute, func() bool { return col.received.Load() >= int64(total) })
-	checkExactlyOnce(t, col, &acked, total)
+	checkExactlyOnce(t, col, &load.acked, total)
 	c.WaitConverged()
 }
 

@@ -91,6 +91,17 @@ func TestBench(t *testing.T) {
 // TestBenchLeaderKill kills the leader while bench runs: bench must end
 // with every acknowledged task answered exactly once.
 func TestBenchLeaderKill(t *testing.T) {
+	benchWithLeaderFault(t, "the kill", func(c *testcluster.Cluster, l int) {
+		c.Kill(l)
+	})
+}
+
+// benchWithLeaderFault runs bench on a 3-node cluster, applies fault to
+// the leader once a fifth of the results are in (watching the bench
+// session's counts through a surviving connection), and checks bench's
+// report: every acknowledged task answered exactly once.
+func benchWithLeaderFault(t *testing.T, what string, fault func(c *testcluster.Cluster, leader int)) {
+	t.Helper()
 	noLeaks(t)
 	c := testcluster.Start(t, 3, testcluster.Options{})
 	const tasks = 20000
@@ -107,15 +118,13 @@ func TestBenchLeaderKill(t *testing.T) {
 	})
 	defer wg.Wait()
 
-	// Kill the leader once a fifth of the results are in, watching the
-	// bench session's counts through a surviving connection.
 	done := completedOfBench(t, c)
-	killed := false
+	applied := false
 	deadline := time.Now().Add(60 * time.Second)
-	for !killed && time.Now().Before(deadline) {
+	for !applied && time.Now().Before(deadline) {
 		select {
 		case <-benchDone:
-			t.Fatal("bench ended before the leader was killed; raise the task count")
+			t.Fatalf("bench ended before %s; raise the task count", what)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if n := done(); n >= tasks/5 && n < tasks {
@@ -123,12 +132,12 @@ func TestBenchLeaderKill(t *testing.T) {
 			if l < 0 {
 				continue
 			}
-			t.Logf("killing leader n%d after %d of %d results", l+1, n, tasks)
-			c.Kill(l)
-			killed = true
+			t.Logf("%s: leader n%d after %d of %d results", what, l+1, n, tasks)
+			fault(c, l)
+			applied = true
 		}
 	}
-	if !killed {
+	if !applied {
 		t.Fatal("bench made no progress")
 	}
 	<-benchDone
@@ -136,9 +145,9 @@ func TestBenchLeaderKill(t *testing.T) {
 		t.Fatalf("bench exit %d: %s", code, errOut)
 	}
 	r := lastJSON(t, out)
-	t.Logf("after the kill: %+v", r)
+	t.Logf("after %s: %+v", what, r)
 	if r.Duplicates != 0 || r.Missing != 0 || r.Acked != tasks || r.Results != tasks {
-		t.Fatalf("report %+v: the leader's death lost or repeated results", r)
+		t.Fatalf("report %+v: %s lost or repeated results", r, what)
 	}
 }
 
